@@ -4,4 +4,18 @@ from .masks import MaskedWeights
 from .pruning import magnitude_masks
 from .selection import Selection
 
-__all__ = ["MaskedWeights", "Selection", "magnitude_masks"]
+__all__ = ["MaskedWeights", "Recipe", "Selection", "SparseTransferTrainer", "load_recipe", "magnitude_masks"]
+
+
+def __getattr__(name):
+    # transformers is slow to import: load the trainer and recipes only when asked for
+    # (the vision sub-package needs neither).
+    if name == "SparseTransferTrainer":
+        from .trainer import SparseTransferTrainer
+
+        return SparseTransferTrainer
+    if name in ("Recipe", "load_recipe"):
+        from . import recipes
+
+        return getattr(recipes, name)
+    raise AttributeError(f"module 'sparse_transfer' has no attribute {name!r}")

@@ -1,0 +1,159 @@
+"""The unfreezing schedule: which transformer blocks train in which stage.
+
+Stage 0 trains the head, pooler, every bias and every LayerNorm; stage k = 1..N also
+unfreezes the Linear weights of block N-k (back to front); a final stage trains them
+all together. A dense-transfer recipe is the one-stage special case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+class UnknownArchitectureError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    epochs: int
+    trainable_blocks: tuple[int, ...]  # blocks whose Linear weights train in this stage
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stages: tuple[Stage, ...]
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(stage.epochs for stage in self.stages)
+
+    def stage_at_epoch(self, epoch: int) -> Stage:
+        """The stage that owns (0-based) `epoch`; past the end, the last stage."""
+        end = 0
+        for stage in self.stages:
+            end += stage.epochs
+            if epoch < end:
+                return stage
+        return self.stages[-1]
+
+    def epochs_per_stage(self) -> list[int]:
+        return [stage.epochs for stage in self.stages]
+
+
+def gradual_unfreeze_plan(num_blocks: int, epochs_per_stage: int = 1, final_stage_epochs: int = 1) -> StagePlan:
+    """1 + N + 1 stages for N blocks (the paper's 14 epochs for BERT-base)."""
+    if num_blocks < 1 or epochs_per_stage < 1 or final_stage_epochs < 0:
+        raise ValueError(
+            f"need num_blocks >= 1, epochs_per_stage >= 1, final_stage_epochs >= 0; "
+            f"got {num_blocks}, {epochs_per_stage}, {final_stage_epochs}"
+        )
+    stages = [Stage(0, epochs_per_stage, ())]
+    for k in range(1, num_blocks + 1):
+        stages.append(Stage(k, epochs_per_stage, tuple(range(num_blocks - k, num_blocks))))
+    if final_stage_epochs:
+        stages.append(Stage(num_blocks + 1, final_stage_epochs, tuple(range(num_blocks))))
+    return StagePlan(tuple(stages))
+
+
+def dense_plan(num_blocks: int, epochs: int) -> StagePlan:
+    """Everything trains from the first step (the dense-transfer recipe)."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    return StagePlan((Stage(0, epochs, tuple(range(num_blocks))),))
+
+
+def find_blocks(model: nn.Module, block_path: str | None = None) -> tuple[str, nn.ModuleList]:
+    """The stack of transformer blocks: an explicit dotted path, or else the longest
+    `nn.ModuleList` of identical modules that contain Linear layers (BERT, RoBERTa,
+    DistilBERT, ELECTRA, MiniLM, ... encoders)."""
+    if block_path:
+        try:
+            blocks = model.get_submodule(block_path)
+        except AttributeError:
+            blocks = None
+        if not isinstance(blocks, nn.ModuleList):
+            raise UnknownArchitectureError(
+                f"block_path {block_path!r} is not an nn.ModuleList in {type(model).__name__}; "
+                "give the dotted name of the module list that holds the transformer blocks"
+            )
+        return block_path, blocks
+    best: tuple[str, nn.ModuleList] | None = None
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        if len({type(block) for block in module}) != 1:
+            continue
+        if not any(isinstance(m, nn.Linear) for m in module[0].modules()):
+            continue
+        if best is None or len(module) > len(best[1]):
+            best = (name, module)
+    if best is None:
+        raise UnknownArchitectureError(
+            f"cannot find the transformer blocks of {type(model).__name__}: no nn.ModuleList of identical "
+            "blocks with Linear layers; set `block_path` in the recipe's schedule section "
+            "(e.g. block_path: bert.encoder.layer)"
+        )
+    return best
+
+
+@dataclass
+class ParameterGroups:
+    """The model's parameters by their role in the schedule."""
+
+    block_linear_weights: list[list[tuple[str, nn.Parameter]]]  # per block
+    embeddings: list[tuple[str, nn.Parameter]]  # never train when frozen
+    always: list[tuple[str, nn.Parameter]]  # head, pooler, biases, LayerNorms
+
+    @classmethod
+    def of(cls, model: nn.Module, block_path: str, blocks: nn.ModuleList) -> "ParameterGroups":
+        per_block = []
+        claimed = set()
+        for index, block in enumerate(blocks):
+            weights = []
+            for module_name, module in block.named_modules():
+                if isinstance(module, nn.Linear):
+                    name = ".".join(part for part in (block_path, str(index), module_name, "weight") if part)
+                    weights.append((name, module.weight))
+                    claimed.add(id(module.weight))
+            per_block.append(weights)
+        embedding_ids = {
+            id(module.weight) for module in model.modules() if isinstance(module, nn.Embedding)
+        }
+        embeddings, always = [], []
+        for name, param in model.named_parameters():
+            if id(param) in claimed:
+                continue
+            (embeddings if id(param) in embedding_ids else always).append((name, param))
+        return cls(per_block, embeddings, always)
+
+    def trainable_names(self, stage: Stage, train_embeddings: bool) -> set[str]:
+        names = {name for name, _ in self.always}
+        if train_embeddings:
+            names |= {name for name, _ in self.embeddings}
+        for index in stage.trainable_blocks:
+            names |= {name for name, _ in self.block_linear_weights[index]}
+        return names
+
+    def ever_trainable(self, plan: StagePlan, train_embeddings: bool) -> list[tuple[str, nn.Parameter]]:
+        names = set().union(*(self.trainable_names(s, train_embeddings) for s in plan.stages))
+        return [(n, p) for n, p in self.named_parameters() if n in names]
+
+    def apply(self, stage: Stage, train_embeddings: bool) -> int:
+        """Set `requires_grad` for `stage`; return the trainable parameter count."""
+        names = self.trainable_names(stage, train_embeddings)
+        count = 0
+        for name, param in self.named_parameters():
+            param.requires_grad_(name in names)
+            count += param.numel() if name in names else 0
+        return count
+
+    def named_parameters(self):
+        """Every parameter of the model once, as (name, parameter)."""
+        for weights in self.block_linear_weights:
+            yield from weights
+        yield from self.embeddings
+        yield from self.always

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny sparse BERT and a learnable toy dataset (all offline)."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+
+
+def tiny_sparse_bert(num_layers=2, sparsity=0.5, seed=0, num_labels=2, dropout=0.0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from sparse_transfer.pruning import magnitude_masks
+    from sparse_transfer.selection import Selection
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=num_layers, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+    )
+    model = BertForSequenceClassification(config)
+    weights = Selection().select(model, within=["bert.encoder.layer"])
+    with torch.no_grad():
+        for name, mask in magnitude_masks(weights, sparsity).items():
+            weights[name].mul_(mask)
+    return model
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """Label = whether token 5 occurs: learnable by a tiny BERT in a few epochs."""
+
+    def __init__(self, n=64, length=12, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(6, 64, (n, length), generator=g)
+        self.labels = torch.randint(0, 2, (n,), generator=g)
+        self.input_ids[self.labels == 1, 3] = 5
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.input_ids[i], "attention_mask": torch.ones_like(self.input_ids[i]),
+                "labels": self.labels[i]}
+
+
+@pytest.fixture
+def toy_data():
+    return ToyDataset()
