@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigurationError
 from .selection import Selection
 from .unfreezing import StagePlan, dense_plan, gradual_unfreeze_plan
 
@@ -22,7 +23,7 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 SCHEDULE_KINDS = ("gradual_unfreeze", "dense")
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigurationError):
     pass
 
 
@@ -33,13 +34,13 @@ class ScheduleConfig:
     final_stage_epochs: int = 1
     epochs: int = 3  # dense kind only
     block_path: str | None = None  # auto-detected when empty
-    num_blocks: int | None = None  # when set, the model must have exactly this many blocks
+    unfreeze_blocks: int | None = None  # unfreeze only the last U blocks (default: all)
     freeze_embeddings: bool = True
 
     def plan(self, num_blocks: int) -> StagePlan:
         if self.kind == "dense":
             return dense_plan(num_blocks, self.epochs)
-        return gradual_unfreeze_plan(num_blocks, self.epochs_per_stage, self.final_stage_epochs)
+        return gradual_unfreeze_plan(num_blocks, self.epochs_per_stage, self.final_stage_epochs, self.unfreeze_blocks)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import warnings
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .lr_schedule import rewinding_scheduler
+from .errors import ConfigurationError
 from .masks import MaskedWeights
 from .recipes import Recipe, RecipeError, load_recipe
 from .unfreezing import ParameterGroups, Stage, find_blocks
@@ -35,16 +36,10 @@ class SparseTransferTrainer(Trainer):
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *trainer_args, recipe=None, **kwargs):
         if model is None:
-            raise ValueError("SparseTransferTrainer needs `model` (model_init is not supported: the mask is read from it)")
+            raise ConfigurationError("SparseTransferTrainer needs `model` (model_init is not supported: the mask is read from it)")
         self.recipe: Recipe = load_recipe(recipe)
         schedule = self.recipe.schedule
         self.block_path, blocks = find_blocks(model, schedule.block_path)
-        if schedule.num_blocks is not None and schedule.num_blocks != len(blocks):
-            raise RecipeError(
-                f"recipe {self.recipe.name!r} expects {schedule.num_blocks} transformer blocks but "
-                f"{type(model).__name__} has {len(blocks)} at {self.block_path}; remove schedule.num_blocks "
-                "or use a recipe written for this model"
-            )
         args = args if args is not None else TrainingArguments(output_dir="trainer_output")
         if schedule.kind == "dense" and args.num_train_epochs != _DEFAULT_EPOCHS:
             schedule = dataclasses.replace(schedule, epochs=int(args.num_train_epochs))
@@ -80,17 +75,17 @@ class SparseTransferTrainer(Trainer):
     def _check_args(self, args: TrainingArguments) -> None:
         staged = len(self.plan.stages) > 1
         if staged and args.max_steps > 0:
-            raise ValueError(
+            raise ConfigurationError(
                 f"max_steps={args.max_steps} cannot be combined with the staged recipe {self.recipe.name!r} "
                 "(stages are whole epochs); drop max_steps or change schedule.epochs_per_stage"
             )
         if staged and args.num_train_epochs not in (_DEFAULT_EPOCHS, self.plan.total_epochs):
-            raise ValueError(
+            raise ConfigurationError(
                 f"num_train_epochs={args.num_train_epochs} does not match the {self.plan.total_epochs} epochs of "
                 f"recipe {self.recipe.name!r}; leave it unset or change schedule.epochs_per_stage/final_stage_epochs"
             )
         if staged and args.ddp_find_unused_parameters is False:
-            raise ValueError(
+            raise ConfigurationError(
                 "ddp_find_unused_parameters=False cannot train frozen blocks under DDP; leave it unset"
             )
         if staged:
@@ -151,7 +146,7 @@ class SparseTransferTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         violations = self.masks.verify()
         if violations:
-            raise ValueError(
+            raise ConfigurationError(
                 f"checkpoint {resume_from_checkpoint} has {violations} non-zero weights where the loaded model is "
                 "pruned: resume with the same model (--model_name_or_path) that started the run"
             )

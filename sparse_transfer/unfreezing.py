@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .errors import ConfigurationError
 
-class UnknownArchitectureError(ValueError):
+
+class UnknownArchitectureError(ConfigurationError):
     pass
 
 
@@ -44,25 +46,36 @@ class StagePlan:
         return [stage.epochs for stage in self.stages]
 
 
-def gradual_unfreeze_plan(num_blocks: int, epochs_per_stage: int = 1, final_stage_epochs: int = 1) -> StagePlan:
-    """1 + N + 1 stages for N blocks (the paper's 14 epochs for BERT-base)."""
-    if num_blocks < 1 or epochs_per_stage < 1 or final_stage_epochs < 0:
-        raise ValueError(
-            f"need num_blocks >= 1, epochs_per_stage >= 1, final_stage_epochs >= 0; "
-            f"got {num_blocks}, {epochs_per_stage}, {final_stage_epochs}"
+def gradual_unfreeze_plan(
+    num_blocks: int, epochs_per_stage: int = 1, final_stage_epochs: int = 1, unfreeze_blocks: int | None = None
+) -> StagePlan:
+    """1 + N + 1 stages for N blocks (the paper's 14 epochs for BERT-base).
+
+    `unfreeze_blocks` stops after the last U blocks (ULMFiT-style partial transfer);
+    the final stage then trains those U blocks together."""
+    unfreeze = num_blocks if unfreeze_blocks is None else unfreeze_blocks
+    if not 1 <= unfreeze <= num_blocks:
+        raise ConfigurationError(
+            f"the stage plan unfreezes {unfreeze} blocks but the model has {num_blocks}; "
+            f"set schedule.unfreeze_blocks between 1 and {num_blocks} (or leave it empty for all)"
+        )
+    if epochs_per_stage < 1 or final_stage_epochs < 0:
+        raise ConfigurationError(
+            f"need schedule.epochs_per_stage >= 1 and final_stage_epochs >= 0; got {epochs_per_stage}, "
+            f"{final_stage_epochs}"
         )
     stages = [Stage(0, epochs_per_stage, ())]
-    for k in range(1, num_blocks + 1):
+    for k in range(1, unfreeze + 1):
         stages.append(Stage(k, epochs_per_stage, tuple(range(num_blocks - k, num_blocks))))
     if final_stage_epochs:
-        stages.append(Stage(num_blocks + 1, final_stage_epochs, tuple(range(num_blocks))))
+        stages.append(Stage(unfreeze + 1, final_stage_epochs, stages[-1].trainable_blocks))
     return StagePlan(tuple(stages))
 
 
 def dense_plan(num_blocks: int, epochs: int) -> StagePlan:
     """Everything trains from the first step (the dense-transfer recipe)."""
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise ConfigurationError(f"schedule.epochs must be >= 1, got {epochs}")
     return StagePlan((Stage(0, epochs, tuple(range(num_blocks))),))
 
 

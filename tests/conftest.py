@@ -71,3 +71,21 @@ def minilm_90(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", minilm_dir(), "--sparsity", "0.9",
                     "--output", str(out)], check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random 2-block BERT, pruned to 50%, with the MiniLM's real tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from sparse_transfer.prune import prune_model
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-bert-50"
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128)
+    model = BertModel(config)
+    prune_model(model, 0.5)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(out)
+    return out

@@ -25,6 +25,11 @@ def test_epochs_per_stage_and_final_stage_are_configurable():
     assert [plan.stage_at_epoch(e).index for e in range(14)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
 
 
+def test_partial_unfreezing_stops_after_the_last_u_blocks():
+    plan = gradual_unfreeze_plan(6, unfreeze_blocks=2)
+    assert [s.trainable_blocks for s in plan.stages] == [(), (5,), (4, 5), (4, 5)]
+
+
 def test_unknown_key_names_the_key_and_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("schedule:\n  epoch_per_stage: 2\n")

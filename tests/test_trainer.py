@@ -7,7 +7,7 @@ from transformers import BertForSequenceClassification, TrainerCallback, Trainin
 
 from conftest import ToyDataset, tiny_sparse_bert
 from sparse_transfer import SparseTransferTrainer
-from sparse_transfer.recipes import RecipeError
+from sparse_transfer.errors import ConfigurationError
 
 RECIPE = "gradual_unfreeze"
 
@@ -191,8 +191,8 @@ def test_dense_model_gets_a_warning_with_its_measured_sparsity(tmp_path):
 
 
 def test_bad_recipe_and_architecture_errors_name_the_problem_and_fix(tmp_path):
-    with pytest.raises(RecipeError, match=r"expects 12 transformer blocks but BertForSequenceClassification has 2"):
-        SparseTransferTrainer(tiny_sparse_bert(), make_args(tmp_path), recipe={"schedule": {"num_blocks": 12}})
+    with pytest.raises(ConfigurationError, match=r"unfreezes 12 blocks but the model has 2; set schedule.unfreeze_blocks"):
+        SparseTransferTrainer(tiny_sparse_bert(), make_args(tmp_path), recipe={"schedule": {"unfreeze_blocks": 12}})
     with pytest.raises(ValueError, match=r"cannot find the transformer blocks of Sequential.*block_path"):
         SparseTransferTrainer(torch.nn.Sequential(torch.nn.Linear(2, 2)), make_args(tmp_path), recipe=RECIPE)
     with pytest.raises(ValueError, match=r"block_path 'bert.encoder' is not an nn.ModuleList"):

@@ -1,0 +1,302 @@
+#!/usr/bin/env python
+"""Sparse transfer of a (sparse) pretrained BERT to a GLUE task.
+
+    accelerate launch run_glue.py --task rte
+    accelerate launch run_glue.py --task rte --grid                      # the paper's 6-run grid
+    python run_glue.py --task mrpc --data_dir ../shared/data/glue --model_name_or_path DIR
+    python run_glue.py args.yaml                                         # every argument from one file
+
+Every `TrainingArguments` flag passes through. Precedence: command line (or the
+arguments file) > the recipe's `training:` section > this script's defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from sparse_transfer import SparseTransferTrainer
+from sparse_transfer.errors import ConfigurationError
+from sparse_transfer.glue import get_task
+from sparse_transfer.glue.data import load_glue, tokenize
+from sparse_transfer.glue.metrics import metrics_function
+from sparse_transfer.grid import grid_runs, parse_epochs, summarize, summary_markdown
+from sparse_transfer.recipes import RECIPE_DIR, load_recipe
+from sparse_transfer.reports import (
+    best_and_final,
+    epoch_rows,
+    markdown_table,
+    plot_run,
+    write_csv,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+DEFAULT_MODEL = "neuralmagic/oBERT-12-upstream-pruned-unstructured-90-v2"
+RESULTS_NAME = "eval_results.json"
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default=DEFAULT_MODEL, metadata={"help": "sparse pretrained model (hub or path)"})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "defaults to the model's tokenizer"})
+    cache_dir: str | None = field(default=None, metadata={"help": "where hub models and datasets are cached"})
+    dropout: float | None = field(default=None, metadata={"help": "hidden and attention dropout of the model"})
+    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "replace a classifier head of another size"})
+
+
+@dataclass
+class DataArguments:
+    task: str = field(metadata={"help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli or rte"})
+    data_dir: str | None = field(default=None, metadata={"help": "directory in the original GLUE TSV layout"})
+    train_file: str | None = field(default=None, metadata={"help": "CSV/JSON/TSV with the hub's columns"})
+    validation_file: str | None = field(default=None, metadata={"help": "CSV/JSON/TSV with the hub's columns"})
+    max_seq_length: int = field(default=128)
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    overwrite_cache: bool = field(default=False)
+
+
+@dataclass
+class SparseTransferArguments:
+    recipe: str = field(default=str(RECIPE_DIR / "gradual_unfreeze.yaml"), metadata={"help": "YAML recipe"})
+    grid: bool = field(default=False, metadata={"help": "run the recipe's LR x dropout grid"})
+    sweep_epochs: str | None = field(default=None, metadata={"help": "dense recipes rescaled to these epochs: 1-7"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace results already in output_dir"})
+
+
+def script_defaults(task_name: str, recipe_name: str) -> dict:
+    """Lowest precedence: evaluate and save every epoch, keep the best (early stopping)."""
+    return {
+        "output_dir": f"runs/{task_name}/{recipe_name}",
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "save_total_limit": 2,
+        "load_best_model_at_end": True,
+        "logging_steps": 10,
+        "report_to": "none",
+    }
+
+
+def as_argv(values: dict) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        argv.append(f"--{key}")
+        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
+    return argv
+
+
+def read_arguments_file(path: str) -> list[str]:
+    values = (json.loads if path.endswith(".json") else yaml.safe_load)(Path(path).read_text())
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"arguments file {path} must hold a mapping of argument names to values")
+    return as_argv(values)
+
+
+def parse_arguments(argv: list[str]):
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = read_arguments_file(argv[0])
+    parser = HfArgumentParser((ModelArguments, DataArguments, SparseTransferArguments, TrainingArguments))
+    _, data_args, st_args, _ = parser.parse_args_into_dataclasses(args=argv)
+    task = get_task(data_args.task)
+    recipe = load_recipe(st_args.recipe)
+    given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    defaults = {**script_defaults(task.name, recipe.name), **recipe.training}
+    defaults["metric_for_best_model"] = main_metric_key(task).removeprefix("eval_")
+    defaults["greater_is_better"] = True
+    inherited = as_argv({k: v for k, v in defaults.items() if k not in given})
+    model_args, data_args, st_args, training_args = parser.parse_args_into_dataclasses(args=inherited + argv)
+    return model_args, data_args, st_args, training_args, task, recipe, argv
+
+
+def main_metric_key(task) -> str:
+    prefix = "eval_matched_" if task.name == "mnli" else "eval_"
+    return prefix + task.main_metric
+
+
+def load_model(model_args: ModelArguments, task):
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    if has_head and config.num_labels != task.num_labels and not model_args.ignore_mismatched_sizes:
+        raise ConfigurationError(
+            f"model {model_args.model_name_or_path} has a {config.num_labels}-label classifier but task {task.name} "
+            f"needs {task.num_labels}; pass --ignore_mismatched_sizes to replace the head"
+        )
+    config.num_labels = task.num_labels
+    config.finetuning_task = task.name
+    if not task.is_regression:
+        config.id2label = dict(enumerate(task.label_names))
+        config.label2id = {name: i for i, name in enumerate(task.label_names)}
+    if model_args.dropout is not None:
+        for name in DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, model_args.dropout)
+    return AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+    )
+
+
+def prepare_data(model_args, data_args, task, tokenizer):
+    raw = load_glue(task, data_args.data_dir, data_args.train_file, data_args.validation_file, model_args.cache_dir)
+    data = tokenize(raw, tokenizer, task, data_args.max_seq_length, data_args.overwrite_cache)
+    train = data["train"]
+    if data_args.max_train_samples is not None:
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
+    evaluation = {}
+    for split in task.eval_splits:
+        dataset = data[split]
+        if data_args.max_eval_samples is not None:
+            dataset = dataset.select(range(min(data_args.max_eval_samples, len(dataset))))
+        evaluation[split.removeprefix("validation_") if split != "validation" else split] = dataset
+    # One evaluation set is passed plainly (metrics `eval_accuracy`); MNLI's two by name.
+    return train, (evaluation["validation"] if "validation" in evaluation else evaluation)
+
+
+def resume_point(output_dir: str, overwrite: bool, resume_from_checkpoint: str | None) -> str | None:
+    """Refuse to replace finished results; resume an interrupted run from its last checkpoint."""
+    if resume_from_checkpoint:
+        return resume_from_checkpoint
+    if overwrite or not os.path.isdir(output_dir):
+        return None
+    if os.path.exists(os.path.join(output_dir, RESULTS_NAME)):
+        raise ConfigurationError(
+            f"output directory {output_dir} already holds results ({RESULTS_NAME}); "
+            "pass --overwrite_output_dir to replace them or choose another --output_dir"
+        )
+    return get_last_checkpoint(output_dir)
+
+
+def train_and_report(model_args, data_args, training_args, task, recipe, overwrite: bool) -> dict:
+    """One fine-tuning run: train, evaluate every epoch, write every output file."""
+    output_dir = training_args.output_dir
+    checkpoint = resume_point(output_dir, overwrite, training_args.resume_from_checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
+                                              cache_dir=model_args.cache_dir)
+    train, evaluation = prepare_data(model_args, data_args, task, tokenizer)
+    model = load_model(model_args, task)
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None)
+    trainer = SparseTransferTrainer(
+        model, training_args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
+        data_collator=collator, compute_metrics=metrics_function(task), recipe=recipe,
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()  # the best epoch's model, its sparsity report and the resolved recipe
+    trainer.save_state()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    metric_key = main_metric_key(task)
+    rows = epoch_rows(trainer.state.log_history)
+    best, final = best_and_final(rows, metric_key)
+    report = trainer.sparsity_report()
+    results = {
+        "task": task.name, "recipe": trainer.recipe.name, "model": model_args.model_name_or_path,
+        "main_metric": metric_key, "best": best, "final": final,
+        "sparsity": report["global_sparsity"], "mask_violations": report["mask_violations"],
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+    }
+    factor = trainer.lr_scheduler.lr_lambdas[0]
+    lr_per_step = [training_args.learning_rate * factor(step) for step in range(trainer.state.max_steps)]
+    write_csv(rows, os.path.join(output_dir, "epoch_metrics.csv"))
+    plot_run(rows, metric_key, lr_per_step, output_dir, f"{task.name} / {trainer.recipe.name}")
+    write_json_atomic(os.path.join(output_dir, "all_results.json"),
+                      {**train_result.metrics, **{f"best_{k}": v for k, v in best.items()},
+                       **{f"final_{k}": v for k, v in final.items()}, "sparsity": results["sparsity"],
+                       "mask_violations": results["mask_violations"]})
+    write_json_atomic(os.path.join(output_dir, RESULTS_NAME), results)  # last: marks the run finished
+    print(markdown_table(
+        ["task", "recipe", "best epoch", f"best {task.main_metric}", f"final {task.main_metric}", "sparsity",
+         "violations"],
+        [[task.name, trainer.recipe.name, best["epoch"], best[metric_key], final[metric_key],
+          f"{100 * report['global_sparsity']:.2f}%", report["mask_violations"]]],
+    ))
+    return results
+
+
+def without_flags(argv: list[str], flags: set[str]) -> list[str]:
+    """`argv` minus the given flags and their values (`--flag v` or `--flag=v`, bools alone)."""
+    kept, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if name in flags:
+            has_value = "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            skip = has_value
+            continue
+        kept.append(arg)
+    return kept
+
+
+def run_grid(model_args, st_args, training_args, task, recipe, argv) -> dict:
+    """The recipe's LR x dropout grid (--grid) and/or rescaled epochs (--sweep_epochs),
+    each run exactly what its printed command runs, in its own directory."""
+    epochs = parse_epochs(st_args.sweep_epochs) if st_args.sweep_epochs else None
+    if epochs and recipe.schedule.kind != "dense":
+        raise ConfigurationError(
+            f"--sweep_epochs rescales a dense recipe, but recipe {recipe.name!r} is staged; "
+            "add --recipe recipes/dense_transfer.yaml"
+        )
+    learning_rates = recipe.grid.learning_rate if st_args.grid else [training_args.learning_rate]
+    dropouts = recipe.grid.dropout if st_args.grid else [model_args.dropout]
+    root = training_args.output_dir
+    base = without_flags(argv, {"grid", "sweep_epochs", "output_dir", "learning_rate", "dropout", "num_train_epochs"})
+    results, commands = {}, {}
+    for run in grid_runs(learning_rates, dropouts, epochs):
+        run_dir = os.path.join(root, run.name)
+        run_argv = base + as_argv({**run.overrides, "output_dir": run_dir})
+        commands[run.name] = "accelerate launch run_glue.py " + shlex.join(run_argv)
+        finished = os.path.join(run_dir, RESULTS_NAME)
+        if os.path.exists(finished) and not st_args.overwrite_output_dir:
+            print(f"[grid] {run.name}: finished earlier, skipped")
+        else:
+            print(f"[grid] {run.name}: training")
+            run_model_args, run_data_args, run_st_args, run_training_args, *_ = parse_arguments(run_argv)
+            train_and_report(run_model_args, run_data_args, run_training_args, task, recipe,
+                             run_st_args.overwrite_output_dir)
+        if os.path.exists(finished):
+            results[run.name] = json.loads(Path(finished).read_text())["best"][main_metric_key(task)]
+    if training_args.process_index != 0:
+        return {}
+    summary = summarize(results, main_metric_key(task), recipe.grid.top_k, commands)
+    write_json_atomic(os.path.join(root, "grid_summary.json"), summary)
+    markdown = summary_markdown(summary, f"{task.name} / {recipe.name}: grid of {len(results)} runs")
+    write_text_atomic(os.path.join(root, "grid_summary.md"), markdown)
+    print(markdown)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        model_args, data_args, st_args, training_args, task, recipe, argv = parse_arguments(argv)
+        if st_args.grid or st_args.sweep_epochs:
+            run_grid(model_args, st_args, training_args, task, recipe, argv)
+        else:
+            train_and_report(model_args, data_args, training_args, task, recipe, st_args.overwrite_output_dir)
+    except ConfigurationError as error:
+        print(f"run_glue.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

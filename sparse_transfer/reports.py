@@ -1,0 +1,105 @@
+"""Run reports: per-epoch metrics from the Trainer's log history, best and final
+epochs, CSV and atomic JSON files, and plots in the style of the paper's Figures 11-12."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write through a temporary file and rename: a reader never sees half a file,
+    and an interrupted write leaves the previous version intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(f.name, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def epoch_rows(log_history: list[dict]) -> list[dict]:
+    """One row per evaluated epoch: epoch, mean training loss over the epoch, stage, eval_*."""
+    rows, losses, stage = [], [], None
+    for entry in log_history:
+        if "stage" in entry:
+            stage = entry["stage"]
+        if "loss" in entry:
+            losses.append(entry["loss"])
+        if any(key.startswith("eval_") and key.endswith("loss") for key in entry):
+            row = {"epoch": int(round(entry["epoch"])), "train_loss": sum(losses) / len(losses) if losses else None,
+                   "stage": stage}
+            row.update({k: v for k, v in entry.items() if k.startswith("eval_") and not k.endswith(
+                ("_runtime", "_samples_per_second", "_steps_per_second"))})
+            rows.append(row)
+            losses = []
+    return rows
+
+
+def best_and_final(rows: list[dict], metric_key: str, greater_is_better: bool = True) -> tuple[dict, dict]:
+    """The best epoch (earliest among ties: early stopping) and the last one."""
+    sign = 1 if greater_is_better else -1
+    best = max(rows, key=lambda row: (sign * row[metric_key], -row["epoch"]))
+    return best, rows[-1]
+
+
+def write_csv(rows: list[dict], path: str | Path) -> None:
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with tempfile.NamedTemporaryFile("w", dir=Path(path).parent, suffix=".tmp", delete=False, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(f.name, path)
+
+
+def plot_run(rows: list[dict], metric_key: str, lr_per_step: list[float], out_dir: str | Path, title: str) -> list[Path]:
+    """`eval_curves.png` (eval loss and main metric per epoch) and `lr_schedule.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    epochs = [row["epoch"] for row in rows]
+    loss_key = next((k for k in rows[0] if k.startswith("eval_") and k.endswith("loss")), None) if rows else None
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if loss_key:
+        loss_axis.plot(epochs, [row[loss_key] for row in rows], marker="o")
+    loss_axis.set(xlabel="Epoch", ylabel="Evaluation loss", title=title)
+    metric_axis.plot(epochs, [row[metric_key] for row in rows], marker="o", color="tab:orange")
+    metric_axis.set(xlabel="Epoch", ylabel=metric_key.removeprefix("eval_"), title=title)
+    for axis in (loss_axis, metric_axis):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    curves = out_dir / "eval_curves.png"
+    figure.savefig(curves, dpi=110)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(8, 3))
+    axis.plot(range(1, len(lr_per_step) + 1), lr_per_step)
+    axis.set(xlabel="Optimizer step", ylabel="Learning rate", title=f"{title}: learning rate")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    schedule = out_dir / "lr_schedule.png"
+    figure.savefig(schedule, dpi=110)
+    plt.close(figure)
+    return [curves, schedule]
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(value):
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
