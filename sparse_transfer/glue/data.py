@@ -53,25 +53,26 @@ def _load_glue_tsv(task: GlueTask, data_dir: str, cache_dir: str | None) -> Data
         if not os.path.isfile(path):
             raise GlueDataError(f"missing file {path} for task {task.name}; expected {', '.join(layout.splits.values())}")
         splits[split] = path
-    column_names = _tsv_header(splits["train"])
-    if not layout.header:
-        column_names = [f"column{i}" for i in range(len(column_names))]
-    raw = load_dataset(
-        "csv",
-        data_files=splits,
-        delimiter="\t",
-        quoting=csv.QUOTE_NONE,  # GLUE sentences contain quote characters
-        keep_default_na=False,  # "NA" and "null" are words here, not missing values
-        encoding="utf-8-sig",  # MRPC starts with a byte-order mark
-        header=0 if layout.header else None,
-        column_names=None if layout.header else column_names,
-        features=Features({name: Value("string") for name in column_names}),
-        cache_dir=cache_dir,
-    )
-    columns = {
-        hub: (column_names[source] if isinstance(source, int) else source) for hub, source in layout.columns.items()
-    }
-    return _to_hub_format(task, raw, columns, source=directory)
+    raw, columns = {}, {}
+    for split, path in splits.items():
+        # Each file has its own header (MNLI's dev files carry label1..label5).
+        header = _tsv_header(path)
+        column_names = header if layout.header else [f"column{i}" for i in range(len(header))]
+        raw[split] = load_dataset(
+            "csv",
+            data_files={"train": path},
+            split="train",
+            delimiter="\t",
+            quoting=csv.QUOTE_NONE,  # GLUE sentences contain quote characters
+            keep_default_na=False,  # "NA" and "null" are words here, not missing values
+            encoding="utf-8-sig",  # MRPC starts with a byte-order mark
+            header=0 if layout.header else None,
+            column_names=None if layout.header else column_names,
+            features=Features({name: Value("string") for name in column_names}),
+            cache_dir=cache_dir,
+        )
+        columns = {hub: (column_names[src] if isinstance(src, int) else src) for hub, src in layout.columns.items()}
+    return _to_hub_format(task, DatasetDict(raw), columns, source=directory)
 
 
 def _tsv_header(path: str) -> list[str]:
