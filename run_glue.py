@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 from transformers import (
     AutoConfig,
@@ -28,7 +29,7 @@ from transformers import (
     HfArgumentParser,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from sparse_transfer import SparseTransferTrainer
 from sparse_transfer.errors import ConfigurationError
@@ -91,6 +92,7 @@ def script_defaults(task_name: str, recipe_name: str) -> dict:
         "load_best_model_at_end": True,
         "logging_steps": 10,
         "report_to": "none",
+        "dataloader_pin_memory": torch.cuda.is_available(),
     }
 
 
@@ -180,7 +182,24 @@ def resume_point(output_dir: str, overwrite: bool, resume_from_checkpoint: str |
             f"output directory {output_dir} already holds results ({RESULTS_NAME}); "
             "pass --overwrite_output_dir to replace them or choose another --output_dir"
         )
-    return get_last_checkpoint(output_dir)
+    return last_complete_checkpoint(output_dir)
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint whose trainer_state.json (written last) is readable: a run
+    killed while writing a checkpoint resumes from the one before."""
+    steps = {}
+    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if step.isdigit():
+            steps[int(step)] = path
+    for _, checkpoint in sorted(steps.items(), reverse=True):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(checkpoint)
+    return None
 
 
 def train_and_report(model_args, data_args, training_args, task, recipe, overwrite: bool) -> dict:
@@ -196,6 +215,8 @@ def train_and_report(model_args, data_args, training_args, task, recipe, overwri
         model, training_args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
         data_collator=collator, compute_metrics=metrics_function(task), recipe=recipe,
     )
+    if checkpoint:
+        print(f"[run_glue] resuming {output_dir} from {checkpoint}")
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()  # the best epoch's model, its sparsity report and the resolved recipe
     trainer.save_state()
