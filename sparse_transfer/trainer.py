@@ -12,6 +12,8 @@ import logging
 import os
 import warnings
 
+import yaml
+
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .lr_schedule import rewinding_scheduler
@@ -64,6 +66,7 @@ class SparseTransferTrainer(Trainer):
                 "`python -m sparse_transfer.prune` for sparse transfer",
                 stacklevel=2,
             )
+        logger.info("Resolved recipe:\n%s", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False))
         logger.info("Fixed mask: %d weights, sparsity %.2f%%", len(self.masks.masks), 100 * sparsity)
         self.masks.attach()
         self._unfreeze_all()

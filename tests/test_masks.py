@@ -63,3 +63,29 @@ def test_detach_removes_every_hook():
         model[0].weight.fill_(1.0)
     model(torch.randn(2, 8))
     assert masked.verify() == int((~masked.masks["0.weight"]).sum()) > 0
+
+
+def test_a_step_skipped_by_the_gradient_scaler_leaves_weights_exactly_masked():
+    model = _sparse_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    masked = MaskedWeights.from_nonzero(model).attach(optimizer)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = model(torch.full((4, 8), float("inf"))).sum()  # inf gradients: the scaler skips the step
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    assert scaler.get_scale() == 2.0**15  # the step was skipped
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert masked.verify() == 0
+
+
+def test_hooks_keep_working_after_model_to():
+    model = _sparse_mlp()
+    masked = MaskedWeights.from_nonzero(model).attach()
+    model.to(torch.float64)  # a move that replaces tensors but keeps the Parameter objects
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model(torch.randn(2, 8, dtype=torch.float64))
+    assert masked.verify() == 0
+    assert masked.masks["0.weight"].dtype == torch.bool

@@ -58,3 +58,19 @@ def test_minilm_90_trains_two_stages_on_real_rte_with_zero_violations(minilm_90,
     assert trainer.masks.mask_sparsity() == pytest.approx(0.9, abs=1e-7)
     assert not torch.equal(model.bert.encoder.layer[5].output.dense.weight, last_block_before)  # stage 1 trained it
     assert trainer.current_stage is None  # training ended cleanly
+
+
+def test_prune_cli_per_layer_scope_prunes_every_layer_exactly(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "per-layer"
+    subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", str(tiny_model_dir), "--sparsity", "0.75",
+                    "--scope", "per-layer", "--output", str(out)], check=True, capture_output=True)
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert {name: layer["zeros"] for name, layer in report["layers"].items()} == {
+        name: round(0.75 * layer["numel"]) for name, layer in report["layers"].items()}
+    assert (out / "tokenizer.json").exists()
+    refused = subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", str(tiny_model_dir),
+                              "--sparsity", "0.5", "--output", str(out)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "is not empty" in refused.stderr
