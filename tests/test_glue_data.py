@@ -144,3 +144,20 @@ def test_bad_data_gets_one_line_errors(tmp_path):
         load_glue(get_task("stsb"), train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "train.csv"))
     with pytest.raises(GlueDataError, match="give both --train_file and --validation_file"):
         load_glue(get_task("rte"), train_file=str(tmp_path / "train.csv"))
+
+
+def test_tokenization_is_cached_by_datasets(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from sparse_transfer.glue.data import tokenize
+
+    if not GLUE_DIR.exists():
+        pytest.skip(f"{GLUE_DIR} missing")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    task = get_task("rte")
+    first = tokenize(load_glue(task, data_dir=str(GLUE_DIR)), tokenizer, task, max_seq_length=64)
+    second = tokenize(load_glue(task, data_dir=str(GLUE_DIR)), tokenizer, task, max_seq_length=64)
+    assert first["train"].cache_files == second["train"].cache_files != []
+    assert first["train"]._fingerprint == second["train"]._fingerprint
+    assert max(len(ids) for ids in first["train"]["input_ids"]) == 64  # truncated, padded later per batch
+    assert first["train"].column_names == ["label", "idx", "input_ids", "token_type_ids", "attention_mask"]
