@@ -128,7 +128,7 @@ def test_real_minilm_90_on_real_rte_through_the_cli(minilm_90, tmp_path):
     recipe.write_text("name: two_stages\nschedule:\n  unfreeze_blocks: 1\n  final_stage_epochs: 0\n")
     out = tmp_path / "rte"
     args = command(minilm_90, out, "--recipe", str(recipe), "--max_train_samples", "256", "--max_eval_samples", "64",
-                   "--per_device_train_batch_size", "32", "--learning_rate", "2e-4")
+                   "--per_device_train_batch_size", "32", "--learning_rate", "2e-4", "--max_seq_length", "64")
     result = run(args)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "eval_results.json").read_text())
