@@ -99,6 +99,8 @@ def script_defaults(task_name: str, recipe_name: str) -> dict:
 def as_argv(values: dict) -> list[str]:
     argv = []
     for key, value in values.items():
+        if value is None:  # unset: leave the field's default
+            continue
         argv.append(f"--{key}")
         argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
     return argv
@@ -175,7 +177,11 @@ def resume_point(output_dir: str, overwrite: bool, resume_from_checkpoint: str |
     """Refuse to replace finished results; resume an interrupted run from its last checkpoint."""
     if resume_from_checkpoint:
         return resume_from_checkpoint
-    if overwrite or not os.path.isdir(output_dir):
+    if not os.path.isdir(output_dir):
+        return None
+    if overwrite:
+        # The old results stop counting now: an interrupted rerun must not look finished.
+        Path(output_dir, RESULTS_NAME).unlink(missing_ok=True)
         return None
     if os.path.exists(os.path.join(output_dir, RESULTS_NAME)):
         raise ConfigurationError(
