@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         model_args, data_args, st_args, training_args, task, recipe, argv = parse_arguments(argv)
+        st_args.grid = st_args.grid or recipe.grid.enabled
         if st_args.grid or st_args.sweep_epochs:
             run_grid(model_args, st_args, training_args, task, recipe, argv)
         else:

@@ -52,6 +52,7 @@ class LRConfig:
 
 @dataclass
 class GridConfig:
+    enabled: bool = False  # run the grid without --grid
     learning_rate: list[float] = field(default_factory=lambda: [1e-4, 2e-4, 3e-4])
     dropout: list[float] = field(default_factory=lambda: [0.05, 0.1])
     top_k: int = 2  # the paper reports the mean of the two best runs

@@ -62,3 +62,13 @@ def test_arguments_from_one_yaml_file(tmp_path):
     assert args.metric_for_best_model == "matched_accuracy"
     assert model_args.model_name_or_path == run_glue.DEFAULT_MODEL
     assert st_args.recipe.endswith("recipes/gradual_unfreeze.yaml")
+
+
+def test_a_recipe_can_switch_the_grid_on(tmp_path, monkeypatch):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("grid:\n  enabled: true\n  learning_rate: [1.0e-4]\n  dropout: [0.1]\n")
+    seen = {}
+    monkeypatch.setattr(run_glue, "run_grid", lambda *args: seen.setdefault("grid", args[1].grid))
+    monkeypatch.setattr(run_glue, "train_and_report", lambda *args: seen.setdefault("single", True))
+    assert run_glue.main(["--task", "rte", "--recipe", str(recipe), "--output_dir", str(tmp_path / "o")]) == 0
+    assert seen == {"grid": True}
