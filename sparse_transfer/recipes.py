@@ -8,14 +8,13 @@ Unknown or mistyped keys fail with one line naming the key and the file.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigurationError
+from .typed_config import build_section
 from .selection import Selection
 from .unfreezing import StagePlan, dense_plan, gradual_unfreeze_plan
 
@@ -95,7 +94,7 @@ def load_recipe(source: str | Path | dict | Recipe | None = None) -> Recipe:
             raise RecipeError(f"recipe {where} is not valid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(source, dict):
             raise RecipeError(f"recipe {where} must be a mapping of sections, got {type(source).__name__}")
-    recipe = _build(Recipe, source, where, "")
+    recipe = build_section(Recipe, source, where, RecipeError)
     _check(recipe, where)
     return recipe
 
@@ -109,45 +108,3 @@ def _check(recipe: Recipe, where: str) -> None:
     for key in recipe.training:
         if key not in valid:
             raise RecipeError(f"unknown key 'training.{key}' in {where}: not a TrainingArguments field")
-
-
-def _build(cls, values: dict, where: str, prefix: str):
-    if not isinstance(values, dict):
-        raise RecipeError(f"section '{prefix.rstrip('.') or 'recipe'}' in {where} must be a mapping")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            raise RecipeError(f"unknown key '{prefix}{key}' in {where}; valid keys: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], where, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(value, hint, where: str, key: str):
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value or {}, where, f"{key}.")
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _coerce(value, hint, where, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise RecipeError(f"key '{key}' in {where} must be a list, got {value!r}")
-        return [_coerce(v, args[0], where, key) for v in value]
-    if hint is dict:
-        if not isinstance(value, dict):
-            raise RecipeError(f"key '{key}' in {where} must be a mapping, got {value!r}")
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        try:  # YAML reads 1e-4 (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise RecipeError(f"key '{key}' in {where} must be {hint.__name__}, got {value!r}")
-    return value
