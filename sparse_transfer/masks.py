@@ -71,6 +71,10 @@ class MaskedWeights:
         for name in self.masks:
             self._param(name).mul_(self._mask_on_device(name))
 
+    def weights(self) -> dict[str, nn.Parameter]:
+        """The masked weights as they are now (mask calculation reads their values)."""
+        return {name: self._param(name) for name in self.masks}
+
     def _param(self, name: str) -> nn.Parameter:
         # Look the parameter up again: loading a checkpoint or `load_state_dict(assign=True)`
         # can replace the Parameter object.
