@@ -15,14 +15,17 @@ import torch
 from torch import nn
 
 
-def top1(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    return (logits.argmax(dim=1) == targets).float().mean().item()
+# Per-sample values, so that a data-parallel run can gather them before averaging.
 
 
-def prediction_entropy(logits: torch.Tensor) -> float:
-    """Mean entropy (nats) of the softmax predictions."""
+def top1_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(dim=1) == targets
+
+
+def prediction_entropies(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each softmax prediction."""
     log_probs = torch.log_softmax(logits.float(), dim=1)
-    return -(log_probs.exp() * log_probs).sum(dim=1).mean().item()
+    return -(log_probs.exp() * log_probs).sum(dim=1)
 
 
 def mask_iou(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:

@@ -9,10 +9,10 @@ from sparse_transfer.vision.analysis import (
     inference_flops,
     mask_iou,
     plot_history,
-    prediction_entropy,
+    prediction_entropies,
     read_json_lines,
     sparsity,
-    top1,
+    top1_correct,
     training_flops_per_sample,
     zero_channel_fraction,
 )
@@ -20,11 +20,11 @@ from sparse_transfer.vision.analysis import (
 
 def test_top1_and_entropy_on_known_logits():
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 100.0, 0.0]])
-    assert top1(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
-    # uniform row: ln 3; one-hot-like row: ~0; first row: entropy of softmax([2, 1, 0])
+    assert top1_correct(logits, torch.tensor([0, 1, 1])).tolist() == [True, False, True]
+    # first row: entropy of softmax([2, 1, 0]); uniform row: ln 3; confident row: ~0
     p = torch.softmax(torch.tensor([2.0, 1.0, 0.0]), 0)
-    expected = (math.log(3) - float((p * p.log()).sum())) / 3
-    assert prediction_entropy(logits) == pytest.approx(expected, abs=1e-6)
+    expected = [-float((p * p.log()).sum()), math.log(3), 0.0]
+    assert prediction_entropies(logits).tolist() == pytest.approx(expected, abs=1e-6)
 
 
 def test_mask_iou_on_known_masks():
