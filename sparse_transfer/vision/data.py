@@ -47,12 +47,17 @@ def fashion_mnist(root: str | Path = FASHION_MNIST_DIR, train: bool = True, limi
     labels = read_idx(Path(root) / f"{prefix}-labels-idx1-ubyte.gz")
     if limit:
         images, labels = images[:limit], labels[:limit]
-    x = (torch.from_numpy(images.copy()).float().div_(255).sub_(FASHION_MNIST_MEAN).div_(FASHION_MNIST_STD)).unsqueeze(1)
-    return TensorDataset(x, torch.from_numpy(labels.astype(np.int64)))
+    x = torch.from_numpy(images.copy()).float().div_(255).sub_(FASHION_MNIST_MEAN).div_(FASHION_MNIST_STD)
+    return TensorDataset(x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
 def build_datasets(
-    dataset: str, root: str = "", train_subset: int = 0, val_subset: int = 0, train_size: int = 224, download: bool = False
+    dataset: str,
+    root: str = "",
+    train_subset: int = 0,
+    val_subset: int = 0,
+    train_size: int = 224,
+    download: bool = False,
 ) -> Datasets:
     if dataset == "fashion_mnist":
         root = root or FASHION_MNIST_DIR
@@ -63,15 +68,17 @@ def build_datasets(
         normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
         augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
         cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
-        train = cls(root, train=True, download=download, transform=transforms.Compose([*augment, transforms.ToTensor(), normalize]))
-        val = cls(root, train=False, download=download, transform=transforms.Compose([transforms.ToTensor(), normalize]))
+        to_input = [transforms.ToTensor(), normalize]
+        train = cls(root, train=True, download=download, transform=transforms.Compose([*augment, *to_input]))
+        val = cls(root, train=False, download=download, transform=transforms.Compose(to_input))
         result = Datasets(train, val, 10 if dataset == "cifar10" else 100, 3, 32)
     elif dataset == "imagenet":
         normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         train_tf = [transforms.RandomResizedCrop(train_size), transforms.RandomHorizontalFlip()]
         val_tf = [transforms.Resize(256), transforms.CenterCrop(224)]  # 0.875 crop ratio
-        train = datasets.ImageFolder(Path(root) / "train", transforms.Compose([*train_tf, transforms.ToTensor(), normalize]))
-        val = datasets.ImageFolder(Path(root) / "val", transforms.Compose([*val_tf, transforms.ToTensor(), normalize]))
+        to_input = [transforms.ToTensor(), normalize]
+        train = datasets.ImageFolder(Path(root) / "train", transforms.Compose([*train_tf, *to_input]))
+        val = datasets.ImageFolder(Path(root) / "val", transforms.Compose([*val_tf, *to_input]))
         result = Datasets(train, val, len(train.classes), 3, 224)
     else:
         raise ValueError(f"unknown dataset {dataset!r}; use fashion_mnist, cifar10, cifar100 or imagenet")

@@ -54,7 +54,8 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, width: int = 
     model = TORCHVISION[name](weights=None, num_classes=num_classes)
     if in_channels != 3:  # grey images: swap the stem convolution for one with fewer inputs
         parent, attr, stem = _first_conv(model)
-        setattr(parent, attr, nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False))
+        grey_stem = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+        setattr(parent, attr, grey_stem)
     return model
 
 

@@ -140,7 +140,8 @@ def _build(cls, values: dict, path, prefix: str):
     for key, value in values.items():
         if key not in fields:
             raise RecipeError(f"unknown key '{prefix}{key}' in {path}")
-        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else fields[key].default
+        has_factory = fields[key].default_factory is not dataclasses.MISSING
+        default = fields[key].default_factory() if has_factory else fields[key].default
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, path, f"{prefix}{key}.")
         else:

@@ -58,7 +58,9 @@ def _largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
     return counts
 
 
-def target_masks(weights: dict[str, torch.Tensor], sparsity: float, distribution: str = "global") -> dict[str, torch.Tensor]:
+def target_masks(
+    weights: dict[str, torch.Tensor], sparsity: float, distribution: str = "global"
+) -> dict[str, torch.Tensor]:
     """Magnitude masks over `weights` for one target (2:4 is always 50%)."""
     if distribution == "global":
         return magnitude_masks(weights, sparsity, scope="global")

@@ -48,8 +48,10 @@ def test_rigl_keeps_exact_layer_counts_while_the_mask_moves(tiny_net, distributi
     def dense_gradients():
         nn.functional.cross_entropy(tiny_net(batch[0]), batch[1]).backward()
 
-    rigl = RigL(tiny_net, optimizer, weights, epochs=8, sparsity=0.9, dense_gradients=dense_gradients, distribution=distribution)
-    assert rigl.drop_fraction(0) == pytest.approx(0.3) and rigl.drop_fraction(3) == pytest.approx(0.15 * (1 + math.cos(math.pi / 2)))
+    rigl = RigL(tiny_net, optimizer, weights, 8, 0.9, dense_gradients, distribution=distribution)
+    # cosine decay from alpha = 0.3 to 0 at epoch 6, where the fixed last quarter starts
+    assert rigl.drop_fraction(0) == pytest.approx(0.3)
+    assert rigl.drop_fraction(3) == pytest.approx(0.15 * (1 + math.cos(math.pi / 2)))
     masks = []
     for epoch in range(8):
         rigl.on_epoch_start(epoch)
@@ -72,7 +74,7 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
     def dense_gradients():  # d/dw of (w . x) with x = [0, 0, 5, 1]: the gradient is x
         layer(torch.tensor([[0.0, 0.0, 5.0, 1.0]])).sum().backward()
 
-    rigl = RigL(layer, optimizer, {"weight": layer.weight}, epochs=8, sparsity=0.5, dense_gradients=dense_gradients, distribution="uniform", alpha=1.0)
+    rigl = RigL(layer, optimizer, {"weight": layer.weight}, 8, 0.5, dense_gradients, distribution="uniform")
     rigl.enforce({"weight": torch.tensor([[True, True, False, False]])})
     rigl.update(fraction=0.5)  # one of the two active weights moves
     # drop the smaller active one (0.5 at index 0); grow index 2, gradient 5 beats 1

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 # sparse 4-5 (kept small: the whole vision suite should stay under two minutes on 2 cores).
 SMALL = ["epochs=6", "model.name=cifar_resnet8", "data.train_subset=256", "data.val_subset=256", "data.batch_size=32",
          "optim.lr=0.8", "sparsity.target=0.5", "sparsity.warmup_fraction=0.2", "sparsity.phase_length=2",
-         "sparsity.final_dense=1", "sparsity.final_sparse=1"]  # fmt: skip
+         "sparsity.final_dense=1", "sparsity.final_sparse=1"]
 # 4 epochs: dense 0, sparse 1-3; one job stops after epoch 1, in the middle of the phase.
 SHORT = ["epochs=4", "data.train_subset=128", "sparsity.warmup_fraction=0.25", "sparsity.final_dense=0"]
 

@@ -16,7 +16,8 @@ from sparse_transfer.vision.training_schedules import resolution_at, warmup_line
 
 def test_lr_warms_up_linearly_to_the_peak_then_decays_to_zero():
     factor = warmup_linear_decay(warmup_steps=4, total_steps=12)
-    assert [factor(s) for s in range(13)] == [0.25, 0.5, 0.75, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0]
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert [factor(s) for s in range(4, 13)] == [1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0]
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.8)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
