@@ -3,8 +3,9 @@ dense model, all for the same number of epochs, on the real idx files.
 
 Sized for about 20-30 minutes on 2 shared CPU cores: a CIFAR-style ResNet-8 (78k
 weights), an 8 000-image training subset, the first 5 000 test images, 12 epochs (AC/DC:
-dense 0, 2-epoch phases, dense 7, sparse 8-11), one torch thread (on shared cores,
-oversubscribed OpenMP threads stall each other far more than one thread loses).
+dense 0, 2-epoch phases ramping from 80% to the target, dense 7, sparse 8-11), one torch
+thread (on shared cores, oversubscribed OpenMP threads stall each other far more than
+one thread loses).
 Prints a markdown table (top-1, final sparsity, prediction entropy, wall time) and the
 per-step time of the training loop with AC/DC's mask enforcement relative to the same
 loop without it.
@@ -41,6 +42,10 @@ def run(method: str, target: float | None, args) -> dict:
     ]
     if target is not None:
         overrides.append(f"sparsity.target={target}")
+    if method == "acdc":
+        # Sparse phases at 80%, 87.5%, then the target: jumping a 78k-weight ResNet from dense
+        # to 95% at once killed 61% of its channels (top-1 0.53); AC/DC++ section 3.2 ramps too.
+        overrides.append("sparsity.ramp_from=0.8")
     started = time.perf_counter()
     result = train(load_recipe(RECIPES / f"fashion_mnist_{method}.yaml", overrides))
     last = result.history[-1]

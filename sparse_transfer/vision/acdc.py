@@ -5,6 +5,10 @@ pruned weights are zeroed and kept zero for the phase. At each dense phase start
 mask is lifted (or relaxed to a lower "decompression" sparsity, AC/DC++ section 4)
 and SGD momentum is reset, since weights that were pruned would otherwise resume with
 stale momentum (AC/DC paper, section 3).
+
+`ramp_from` > 0 raises the sparsity of successive sparse phases linearly from that
+value to the target (the final phase is at the target): AC/DC++ section 3.2 does this
+to prevent layer collapse at very high sparsity.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ class ACDC(MaskedTraining):
         distribution: str = "global",
         decompression_sparsity: float = 0.0,
         reset_momentum: bool = True,
+        ramp_from: float = 0.0,
     ):
+        if ramp_from and not 0 < ramp_from < sparsity:
+            raise ValueError(f"ramp_from must lie between 0 and the target {sparsity}, got {ramp_from}")
         super().__init__(model, optimizer, weights)
         self.phases = phases
-        self.sparsity = sparsity
+        sparse_starts = [p.start for p in phases if p.kind == SPARSE]
+        steps = max(1, len(sparse_starts) - 1)
+        first = ramp_from or sparsity
+        self.sparsity_at = {start: first + (sparsity - first) * i / steps for i, start in enumerate(sparse_starts)}
+        self.sparsity_at[sparse_starts[-1]] = sparsity  # exact, whatever the float arithmetic
         self.distribution = distribution
         self.decompression_sparsity = decompression_sparsity
         self.reset_momentum_on_decompression = reset_momentum
@@ -45,7 +56,7 @@ class ACDC(MaskedTraining):
             return
         weights = self.masked.weights()
         if phase.kind == SPARSE:
-            self.enforce(target_masks(weights, self.sparsity, self.distribution))
+            self.enforce(target_masks(weights, self.sparsity_at[epoch], self.distribution))
             return
         if epoch == 0:  # the warm-up: nothing to lift yet
             return

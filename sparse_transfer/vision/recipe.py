@@ -69,6 +69,7 @@ class SparsityConfig:
     final_dense: int = 10
     final_sparse: int = 15
     decompression_sparsity: float = 0.0
+    ramp_from: float = 0.0  # > 0: sparse phases ramp from this sparsity up to the target
     reset_momentum: bool = True
     # GMP and RigL
     fixed_fraction: float = 0.25

@@ -62,7 +62,8 @@ def build_method(recipe: Recipe, model, optimizer, dense_gradients) -> MaskedTra
     if c.method == "acdc":
         phases = phases_of(recipe)
         return ACDC(
-            model, optimizer, weights, phases, c.target, c.distribution, c.decompression_sparsity, c.reset_momentum
+            model, optimizer, weights, phases, c.target, c.distribution,
+            c.decompression_sparsity, c.reset_momentum, c.ramp_from,
         )
     if c.method == "gmp":
         return GMP(model, optimizer, weights, epochs, c.target, c.distribution, c.prune_every, c.fixed_fraction)

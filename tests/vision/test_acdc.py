@@ -62,6 +62,19 @@ def test_final_sparsity_is_the_target_exactly_and_masks_are_compared(tiny_net, s
     assert [acdc.dense_phase(e) for e in range(6)] == [True, False, False, True, False, False]
 
 
+def test_sparsity_ramps_over_the_sparse_phases_to_the_exact_target(tiny_net, sgd_steps):
+    phases = [Phase(DENSE, 0, 0), Phase(SPARSE, 1, 1), Phase(DENSE, 2, 2), Phase(SPARSE, 3, 3)]
+    phases += [Phase(DENSE, 4, 4), Phase(SPARSE, 5, 6)]
+    optimizer = torch.optim.SGD(tiny_net.parameters(), lr=0.1, momentum=0.9)
+    acdc = ACDC(tiny_net, optimizer, prunable_weights(tiny_net), phases, 0.9, ramp_from=0.5)
+    pruned = {}
+    for epoch in range(7):
+        acdc.on_epoch_start(epoch)
+        sgd_steps(tiny_net, optimizer, 1, seed=epoch)
+        pruned[epoch] = sum(int((~m).sum()) for m in acdc.masked.masks.values())
+    assert [pruned[e] for e in (1, 3, 5, 6)] == [round(0.5 * 680), round(0.7 * 680), PRUNED_AT_90, PRUNED_AT_90]
+
+
 def test_sparse_decompression_keeps_a_lower_sparsity_in_dense_phases(tiny_net, sgd_steps):
     acdc, optimizer, weights = _setup(tiny_net, decompression_sparsity=0.5)
     for epoch in range(4):

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.skipif(
     not (Path(FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz").exists(),
     reason=f"Fashion-MNIST idx files not in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)",
 )
-# A ResNet-8 at 50% sparsity on 256 images for 6 epochs: dense 0, sparse 1-2, dense 3,
-# sparse 4-5 (kept small: the whole vision suite should stay under two minutes on 2 cores).
+# A ResNet-8 on 256 images for 6 epochs: dense 0, sparse 1-2 (30%), dense 3, sparse 4-5
+# (50%); kept small: the whole vision suite should stay under two minutes on 2 cores.
 SMALL = ["epochs=6", "model.name=cifar_resnet8", "data.train_subset=256", "data.val_subset=256", "data.batch_size=32",
-         "optim.lr=0.8", "sparsity.target=0.5", "sparsity.warmup_fraction=0.2", "sparsity.phase_length=2",
-         "sparsity.final_dense=1", "sparsity.final_sparse=1"]
+         "optim.lr=0.8", "sparsity.target=0.5", "sparsity.ramp_from=0.3", "sparsity.warmup_fraction=0.2",
+         "sparsity.phase_length=2", "sparsity.final_dense=1", "sparsity.final_sparse=1"]
 # 4 epochs: dense 0, sparse 1-3; one job stops after epoch 1, in the middle of the phase.
 SHORT = ["epochs=4", "data.train_subset=128", "sparsity.warmup_fraction=0.25", "sparsity.final_dense=0"]
 
@@ -41,6 +41,7 @@ def test_acdc_end_to_end_learns_and_ends_exactly_sparse(tmp_path):
     assert log[-1]["val_top1"] > 0.4  # 10 classes: chance is 0.1
     total, zeros = _prunable(result.model)
     assert zeros == round(0.5 * total) and log[-1]["sparsity"] == zeros / total
+    assert log[1]["mask_sparsity"] == round(0.3 * total) / total  # the ramp's first sparse phase
     assert log[0]["inference_flops"] == log[0]["dense_inference_flops"] > log[-1]["inference_flops"]
     assert 0.0 < log[4]["mask_iou"] < 1.0  # the second compression mask moved
     # the best dense checkpoint is a dense-phase model, not the final sparse one
