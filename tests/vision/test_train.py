@@ -23,6 +23,16 @@ SMALL = ["epochs=6", "model.name=cifar_resnet8", "data.train_subset=256", "data.
 SHORT = ["epochs=4", "data.train_subset=128", "sparsity.warmup_fraction=0.25", "sparsity.final_dense=0"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Test machines share their 2 cores: two OpenMP threads then stall each other (a run
+    # was 40x slower), while one thread loses at most half the speed on an idle machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _prunable(model):
     weights = [p for n, p in model.named_parameters() if n.endswith("weight") and p.ndim > 1]
     return sum(w.numel() for w in weights), sum(w.numel() - int(torch.count_nonzero(w)) for w in weights)
