@@ -56,3 +56,52 @@ def score_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "
         masks[name] = keep[offset : offset + s.numel()].view_as(s).to(s.device)
         offset += s.numel()
     return masks
+
+
+@torch.no_grad()
+def count_masks(scores: dict[str, torch.Tensor], pruned: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Masks pruning exactly `pruned[name]` lowest scores in each tensor (used for
+    non-uniform layer budgets such as ERK, where the counts are fixed beforehand)."""
+    return {name: _keep_mask(s.flatten().float(), pruned[name]).view_as(s) for name, s in scores.items()}
+
+
+def _group_along_inputs(weight: torch.Tensor, group: int) -> torch.Tensor:
+    """View a Linear [out, in] or Conv [out, in, kh, kw] weight as rows of `group`
+    consecutive input channels: the layout sparse tensor cores (2:4) and block
+    kernels use, since a dot product runs along the input channels."""
+    w = weight if weight.dim() == 2 else weight.movedim(1, -1)  # [out, kh, kw, in]
+    if w.shape[-1] % group:
+        raise ValueError(f"input channels {w.shape[-1]} of a {tuple(weight.shape)} weight are not divisible by {group}")
+    return w.reshape(-1, group)
+
+
+def _ungroup(mask_groups: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    if weight.dim() == 2:
+        return mask_groups.reshape(weight.shape)
+    moved = weight.movedim(1, -1).shape
+    return mask_groups.reshape(moved).movedim(-1, 1)
+
+
+@torch.no_grad()
+def n_m_masks(weights: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> dict[str, torch.Tensor]:
+    """N:M semi-structured masks: in every group of `m` consecutive input channels keep
+    the `n` largest magnitudes (ties: the lower index is pruned first)."""
+    masks = {}
+    for name, w in weights.items():
+        groups = _group_along_inputs(w.detach().abs().float(), m)
+        order = torch.argsort(groups, dim=1, stable=True)
+        keep = torch.ones_like(groups, dtype=torch.bool)
+        keep.scatter_(1, order[:, : m - n], False)
+        masks[name] = _ungroup(keep, w)
+    return masks
+
+
+@torch.no_grad()
+def block_masks(
+    weights: dict[str, torch.Tensor], sparsity: float, block: int = 4, scope: str = "global"
+) -> dict[str, torch.Tensor]:
+    """Block masks: blocks of `block` consecutive input channels are kept or pruned
+    together, ranked by their L2 norm; exactly round(sparsity * blocks) blocks go."""
+    block_scores = {name: _group_along_inputs(w.detach().float(), block).norm(dim=1) for name, w in weights.items()}
+    kept_blocks = score_masks(block_scores, sparsity, scope)
+    return {name: _ungroup(kept_blocks[name][:, None].expand(-1, block), w) for name, w in weights.items()}

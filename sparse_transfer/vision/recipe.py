@@ -1,0 +1,158 @@
+"""Training recipes: YAML files validated into dataclasses, with `key=value` overrides
+(dotted for nested sections, e.g. `sparsity.target=0.95`). An unknown key fails with
+one line naming the key and the file. `base: other.yaml` (relative to the recipe)
+starts from another recipe, so variants state only what differs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cifar_resnet20"
+    width: int = 1
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "fashion_mnist"
+    root: str = ""  # empty: the dataset's default directory
+    train_subset: int = 0  # first N samples; 0 = all
+    val_subset: int = 0
+    batch_size: int = 128  # per process
+    workers: int = 0
+    download: bool = False  # CIFAR through torchvision
+    train_size: int = 224  # ImageNet random-resized-crop size before progressive resizing
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1  # peak LR at `reference_batch`; scaled linearly with the global batch
+    reference_batch: int = 256
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4  # not on BatchNorm and biases
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 2.0  # linear warm-up to the peak, then linear decay to 0
+
+
+@dataclass
+class ResizeConfig:
+    """Progressive resizing of training batches (0 = off): `low` until `ramp_start`,
+    then linearly to `high` at `ramp_end` (fractions of the run), in steps of `step`."""
+
+    low: int = 0
+    high: int = 0
+    ramp_start: float = 0.0
+    ramp_end: float = 0.8
+    step: int = 32
+
+
+@dataclass
+class SparsityConfig:
+    method: str = "dense"  # dense, acdc, gmp, rigl
+    target: float = 0.9
+    distribution: str = "global"  # global, uniform, erk, 2:4, block4
+    first_last_dense: bool = False
+    # AC/DC: phases of the base schedule (stretched by the recipe's `scale`)
+    warmup_fraction: float = 0.1
+    phase_length: int = 5
+    final_dense: int = 10
+    final_sparse: int = 15
+    decompression_sparsity: float = 0.0
+    ramp_from: float = 0.0  # > 0: sparse phases ramp from this sparsity up to the target
+    reset_momentum: bool = True
+    # GMP and RigL
+    fixed_fraction: float = 0.25
+    prune_every: int = 5
+    alpha: float = 0.3
+    update_every: int = 1
+
+
+@dataclass
+class Recipe:
+    name: str = "run"
+    epochs: int = 100  # of the base schedule; the run trains round(epochs * scale)
+    scale: float = 1.0  # AC/DC++: 1x, 2.5x, 5x, 10x
+    seed: int = 0
+    output_dir: str = ""  # empty: runs/<name>
+    mixed_precision: str = "no"  # no, fp16, bf16 (accelerate)
+    epochs_per_job: int = 0  # stop after this many epochs (job time limits); --resume goes on
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    resize: ResizeConfig = field(default_factory=ResizeConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+
+    @property
+    def total_epochs(self) -> int:
+        return round(self.epochs * self.scale)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or Path("runs") / self.name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    values = _read_with_base(Path(path))
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep:
+            raise RecipeError(f"override {override!r} is not key=value")
+        *parents, leaf = key.split(".")
+        section = values
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[leaf] = yaml.safe_load(raw)
+    return _build(Recipe, values, path, "")
+
+
+def _read_with_base(path: Path) -> dict:
+    values = yaml.safe_load(path.read_text()) or {}
+    base = values.pop("base", None)
+    return _merge(_read_with_base(path.parent / base), values) if base else values
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both_sections else value
+    return merged
+
+
+def _build(cls, values: dict, path, prefix: str):
+    if not isinstance(values, dict):
+        raise RecipeError(f"'{prefix.rstrip('.')}' in {path} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise RecipeError(f"unknown key '{prefix}{key}' in {path}")
+        has_factory = fields[key].default_factory is not dataclasses.MISSING
+        default = fields[key].default_factory() if has_factory else fields[key].default
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, path, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _convert(value, type(default), f"{prefix}{key}", path)
+    return cls(**kwargs)
+
+
+def _convert(value, expected: type, key: str, path):
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise RecipeError(f"'{key}' in {path} must be {expected.__name__}, got {value!r}")
+    return value
