@@ -45,7 +45,8 @@ class SampledMask(nn.Module):
         if not self.training:
             return weight * probabilities
         if self.estimator == "straight_through":
-            sample = torch.bernoulli(probabilities.detach())
+            # A diverged run has NaN probabilities: sample 0 there, the NaN loss reports the collapse.
+            sample = torch.bernoulli(probabilities.detach().nan_to_num(0.0))
             mask = sample + (probabilities - probabilities.detach())  # value: exactly the sample; gradient: d/dp
         else:
             mask = RelaxedBernoulli(torch.tensor(self.temperature, device=weight.device), logits=self.logits).rsample()
