@@ -14,9 +14,9 @@ sparsity, mask IoU) to `log.jsonl`, plus the expected mask density in stage 1 an
 mask violations (non-zeros at pruned positions, always 0) in stage 3.
 
 ZerO init together with learned masks can collapse training (the paper reports it):
-a stage-1 epoch with a non-finite loss or chance-level accuracy is flagged in its
-`collapse` field and printed as a warning; the run goes on, so the collapse shows in
-the results instead of being hidden.
+an epoch with a non-finite loss or chance-level accuracy is flagged in its `collapse`
+field and printed as a warning naming the switches to try; the run goes on, so the
+collapse shows in the results instead of being hidden.
 """
 
 from __future__ import annotations
@@ -59,12 +59,21 @@ def check_pipeline(recipe: Recipe) -> None:
 
 
 def collapse_reason(train_loss: float, val_top1: float, num_classes: int) -> str | None:
-    """Why a stage-1 epoch counts as collapsed (None when it does not)."""
+    """Why an epoch counts as collapsed (None when it does not)."""
     if not math.isfinite(train_loss):
         return f"training loss is {train_loss}"
     if val_top1 <= 1.5 / num_classes:
         return f"validation top-1 {val_top1:.3f} is at chance level (1/{num_classes})"
     return None
+
+
+def collapse_hint(recipe: Recipe, stage: str) -> str:
+    """What to try after a collapse, naming the switches that are on."""
+    if stage == POST_PRUNING:
+        return "; try a lower optim.lr or sparsity.target"
+    switches = [f"pipeline.{name}=false" for name in ("zero_init", "learned_mask") if getattr(recipe.pipeline, name)]
+    both = " (the paper reports that ZerO init and learned masks together can collapse)" if len(switches) == 2 else ""
+    return f"{both}; try {' or '.join(switches + ['a lower optim.lr'])}"
 
 
 def train_pipeline(recipe: Recipe, resume: bool = False) -> TrainResult:
@@ -99,10 +108,10 @@ def train_pipeline(recipe: Recipe, resume: bool = False) -> TrainResult:
         masks = LearnableMasks(model, names, config.mask_init, config.estimator, config.temperature)
         optimizers.append(torch.optim.Adam(masks.logits(), lr=config.mask_lr))
     model, train_loader, val_loader, *optimizers = accelerator.prepare(model, train_loader, val_loader, *optimizers)
-    run = EpochRunner(recipe, model, train_loader, val_loader, accelerator)
+    run = EpochRunner(recipe, model, train_loader, val_loader, accelerator, data.num_classes)
     bare = accelerator.unwrap_model(model)
 
-    pre_pruning(run, recipe, optimizers, masks, names, data.num_classes)
+    pre_pruning(run, recipe, optimizers, masks, names)
     masked = prune(bare, names, masks, sparsity.target, sparsity.distribution)
     post_pruning(run, recipe, masked, every_layer)
     if accelerator.is_main_process:
@@ -111,9 +120,9 @@ def train_pipeline(recipe: Recipe, resume: bool = False) -> TrainResult:
     return TrainResult(bare, None, run.history)
 
 
-def pre_pruning(run: EpochRunner, recipe: Recipe, optimizers, masks: LearnableMasks | None, names, num_classes) -> None:
+def pre_pruning(run: EpochRunner, recipe: Recipe, optimizers, masks: LearnableMasks | None, names: list[str]) -> None:
     """Stage 1: dense training, with the learned masks' regularizer when there are masks;
-    logs the expected density, the IoU of consecutive top-k masks and any collapse."""
+    logs the expected density and the IoU of consecutive top-k masks."""
     config, sparsity = recipe.pipeline, recipe.sparsity
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.optim.label_smoothing)
 
@@ -128,15 +137,8 @@ def pre_pruning(run: EpochRunner, recipe: Recipe, optimizers, masks: LearnableMa
         weights = masks.effective_weights() if masks else {name: model.get_parameter(name) for name in names}
         mask = target_masks(weights, sparsity.target, sparsity.distribution)
         record.update(sparsity_record(weights), mask_iou=analysis.mask_iou(previous_mask, mask) if previous_mask else None,
-                      expected_density=masks.expected_density().item() if masks else None,
-                      collapse=collapse_reason(record["train_loss"], record["val_top1"], num_classes))  # fmt: skip
+                      expected_density=masks.expected_density().item() if masks else None)  # fmt: skip
         previous_mask = mask
-        if record["collapse"]:
-            both = " with ZerO init and learned masks together (the paper reports this combination can collapse)"
-            run.accelerator.print(
-                f"warning: stage 1 collapsed at epoch {epoch}: {record['collapse']}"
-                f"{both if config.zero_init and masks else ''}; try pipeline.zero_init=false or pipeline.learned_mask=false"
-            )
         run.log(record)
 
 
@@ -190,8 +192,8 @@ def sparsity_record(weights: dict[str, torch.Tensor]) -> dict:
 class EpochRunner:
     """One training epoch plus validation, and the run's log."""
 
-    def __init__(self, recipe, model, train_loader, val_loader, accelerator):
-        self.recipe, self.model, self.accelerator = recipe, model, accelerator
+    def __init__(self, recipe, model, train_loader, val_loader, accelerator, num_classes: int):
+        self.recipe, self.model, self.accelerator, self.num_classes = recipe, model, accelerator, num_classes
         self.train_loader, self.val_loader = train_loader, val_loader
         self.history: list[dict] = []
 
@@ -217,10 +219,17 @@ class EpochRunner:
         train_loss = self.accelerator.reduce(loss_sum, "mean").item() / len(self.train_loader)
         top1, entropy = evaluate(self.model, self.val_loader, self.accelerator)
         return {"epoch": epoch, "phase": stage, "train_loss": train_loss, "val_top1": top1, "val_entropy": entropy,
-                "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started}  # fmt: skip
+                "collapse": collapse_reason(train_loss, top1, self.num_classes), "lr": scheduler.get_last_lr()[0],
+                "seconds": time.perf_counter() - started}  # fmt: skip
 
     def log(self, record: dict) -> None:
+        """Keep, write and print the record; a collapse is printed as a warning."""
         self.history.append(record)
+        if record["collapse"]:
+            self.accelerator.print(
+                f"warning: {record['phase']} training collapsed at epoch {record['epoch']}: {record['collapse']}"
+                + collapse_hint(self.recipe, record["phase"])
+            )
         if self.accelerator.is_main_process:
             analysis.append_json_line(self.recipe.run_dir / "log.jsonl", record)
         self.accelerator.print(

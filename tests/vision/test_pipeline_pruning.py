@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from sparse_transfer.vision.learnable_masks import LearnableMasks
-from sparse_transfer.vision.pipeline import collapse_reason, prune
+from sparse_transfer.vision.pipeline import collapse_hint, collapse_reason, prune
+from sparse_transfer.vision.recipe import Recipe
 from sparse_transfer.vision.plain_models import mlp
 
 NAMES = ["1.weight", "3.weight", "5.weight"]
@@ -52,3 +53,10 @@ def test_collapse_is_a_non_finite_loss_or_chance_accuracy():
     assert collapse_reason(math.nan, 0.8, 10) == "training loss is nan"
     assert collapse_reason(2.3, 0.1, 10) == "validation top-1 0.100 is at chance level (1/10)"
     assert collapse_reason(0.5, 0.8, 10) is None
+
+
+def test_collapse_hint_names_only_the_switches_that_are_on():
+    recipe = Recipe()
+    recipe.pipeline.zero_init = False
+    assert collapse_hint(recipe, "pre-pruning") == "; try pipeline.learned_mask=false or a lower optim.lr"
+    assert collapse_hint(recipe, "post-pruning") == "; try a lower optim.lr or sparsity.target"

@@ -59,7 +59,9 @@ def test_diverging_stage_one_is_reported_as_a_collapse(tmp_path, capsys):
     log = read_json_lines(tmp_path / "log.jsonl")
     assert log[0]["collapse"] is not None
     printed = capsys.readouterr().out
-    assert "warning: stage 1 collapsed at epoch 0" in printed and "with ZerO init and learned masks together" in printed
+    assert "warning: pre-pruning training collapsed at epoch 0: training loss is nan (the paper reports that ZerO " \
+        "init and learned masks together can collapse); try pipeline.zero_init=false or pipeline.learned_mask=false " \
+        "or a lower optim.lr" in printed
 
 
 def test_a_run_without_post_pruning_epochs_is_refused_with_the_fix():
