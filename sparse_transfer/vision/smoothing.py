@@ -54,6 +54,10 @@ def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 class Smoothing:
+    """The three options on `model` and `loss_fn`, annealed over `epochs` by `set_epoch`;
+    `layer_names` are the model's Linear / Conv2d weights in order (first and last
+    get no identity path)."""
+
     def __init__(
         self,
         model: nn.Module,
