@@ -50,8 +50,9 @@ def acdc_overrides(epochs: int) -> list[str]:
 
 
 def run(name: str, target: float, args) -> dict:
+    output_dir = args.work / f"{name}_{target}".replace(" ", "_").replace("/", "")
     common = [f"epochs={args.epochs}", f"sparsity.target={target}", f"data.train_subset={args.train_subset}",
-              f"data.val_subset={args.val_subset}", f"output_dir={args.work / f'{name}_{target}'.replace(' ', '_')}"]  # fmt: skip
+              f"data.val_subset={args.val_subset}", f"output_dir={output_dir}"]  # fmt: skip
     if name == "AC/DC":
         recipe = load_recipe(RECIPES / "fashion_mnist_acdc.yaml", [*common, *acdc_overrides(args.epochs)])
     else:
@@ -61,7 +62,8 @@ def run(name: str, target: float, args) -> dict:
     result = train(recipe)
     sparsity, _ = analysis.sparsity(prunable_weights(result.model))
     # one criterion for every method, AC/DC included
-    collapses = [f"{r['phase']} epoch {r['epoch']}" for r in result.history if collapse_reason(r["train_loss"], r["val_top1"], 10)]
+    collapsed = [r for r in result.history if collapse_reason(r["train_loss"], r["val_top1"], 10)]
+    collapses = [f"{r['phase']} epoch {r['epoch']}" for r in collapsed]
     return {
         "method": name,
         "target": target,
@@ -74,7 +76,7 @@ def run(name: str, target: float, args) -> dict:
 
 def table(rows: list[dict], args) -> str:
     lines = [
-        f"# Fashion-MNIST: end-to-end pruning pipeline{' (--quick: smoke-test sizes, not a comparison)' if args.quick else ''}",
+        "# Fashion-MNIST: end-to-end pruning pipeline" + (" (--quick: smoke-test sizes, not a comparison)" if args.quick else ""),
         "",
         f"LeNet-300-100 MLP (266 200 prunable weights), {args.epochs} epochs in total (pipeline: {args.epochs // 2} "
         f"pre-pruning + {args.epochs - args.epochs // 2} post-pruning), {args.train_subset} training images, first "

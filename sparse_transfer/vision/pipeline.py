@@ -136,8 +136,8 @@ def pre_pruning(run: EpochRunner, recipe: Recipe, optimizers, masks: LearnableMa
         record = run.epoch(epoch, PRE_PRUNING, optimizers, scheduler, loss_with_regularizer if masks else loss_fn)
         weights = masks.effective_weights() if masks else {name: model.get_parameter(name) for name in names}
         mask = target_masks(weights, sparsity.target, sparsity.distribution)
-        record.update(sparsity_record(weights), mask_iou=analysis.mask_iou(previous_mask, mask) if previous_mask else None,
-                      expected_density=masks.expected_density().item() if masks else None)  # fmt: skip
+        record.update(sparsity_record(weights), expected_density=masks.expected_density().item() if masks else None)
+        record["mask_iou"] = analysis.mask_iou(previous_mask, mask) if previous_mask else None
         previous_mask = mask
         run.log(record)
 
