@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from .learnable_masks import ESTIMATORS
+
 
 class RecipeError(ValueError):
     pass
@@ -94,6 +96,16 @@ class PipelineConfig:
     soft_activation: bool = True  # stage 3: Swish annealed to ReLU
     skip_weight: float = 0.5  # stage 3: identity paths annealed to 0 (0 = off)
 
+    def check(self, epochs: int) -> None:
+        """One-line errors for settings the pipeline cannot run in `epochs` epochs."""
+        if not 0 <= self.pre_pruning_epochs < epochs:
+            raise RecipeError(
+                f"pipeline.pre_pruning_epochs={self.pre_pruning_epochs} leaves no post-pruning epoch of the run's "
+                f"{epochs}; set it between 0 and {epochs - 1}"
+            )
+        if self.estimator not in ESTIMATORS:
+            raise RecipeError(f"unknown pipeline.estimator {self.estimator!r}; use one of {ESTIMATORS}")
+
 
 @dataclass
 class Recipe:
@@ -134,7 +146,10 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         for parent in parents:
             section = section.setdefault(parent, {})
         section[leaf] = yaml.safe_load(raw)
-    return _build(Recipe, values, path, "")
+    recipe = _build(Recipe, values, path, "")
+    if recipe.sparsity.method == "pipeline":
+        recipe.pipeline.check(recipe.total_epochs)
+    return recipe
 
 
 def _read_with_base(path: Path) -> dict:

@@ -4,14 +4,11 @@ Fashion-MNIST subset (the MLP recipe, 2 + 2 epochs)."""
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 from sparse_transfer.vision.analysis import read_json_lines
 from sparse_transfer.vision.data import FASHION_MNIST_DIR
-from sparse_transfer.vision.pipeline import check_pipeline
 from sparse_transfer.vision.plain_models import mlp
-from sparse_transfer.vision.recipe import load_recipe
+from sparse_transfer.vision.recipe import RecipeError, load_recipe
 from sparse_transfer.vision.train import main
 
 RECIPES = Path(__file__).parents[2] / "recipes" / "vision"
@@ -66,6 +63,7 @@ def test_diverging_stage_one_is_reported_as_a_collapse(tmp_path, capsys):
 
 
 def test_a_run_without_post_pruning_epochs_is_refused_with_the_fix():
-    recipe = load_recipe(RECIPES / "fashion_mnist_pipeline_mlp.yaml", ["pipeline.pre_pruning_epochs=20"])
-    with pytest.raises(ValueError, match=r"pre_pruning_epochs=20 leaves no post-pruning epoch.*between 0 and 19"):
-        check_pipeline(recipe)
+    with pytest.raises(RecipeError, match=r"pre_pruning_epochs=20 leaves no post-pruning epoch.*between 0 and 19$"):
+        load_recipe(RECIPES / "fashion_mnist_pipeline_mlp.yaml", ["pipeline.pre_pruning_epochs=20"])
+    with pytest.raises(SystemExit, match=r"^error: unknown pipeline.estimator 'gumbel'; use one of"):
+        main(["--recipe", str(RECIPES / "fashion_mnist_pipeline_mlp.yaml"), "pipeline.estimator=gumbel"])
