@@ -92,7 +92,7 @@ class PipelineConfig:
     mask_lr: float = 0.05  # Adam on the mask logits
     density_weight: float = 1.0  # (expected density - target density)^2
     polarization_weight: float = 0.1  # mean p(1 - p): pushes probabilities to 0 or 1
-    label_smoothing: float = 0.1  # stage 3, annealed to 0 (0 = off)
+    label_smoothing: float = 0.1  # stage 3, annealed to 0 (0 = off); stage 1 uses optim.label_smoothing
     soft_activation: bool = True  # stage 3: Swish annealed to ReLU
     skip_weight: float = 0.5  # stage 3: identity paths annealed to 0 (0 = off)
 

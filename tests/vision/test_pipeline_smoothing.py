@@ -39,6 +39,20 @@ def test_all_three_options_anneal_linearly_and_end_as_the_plain_network(nets):
     assert torch.equal(model(x), plain(x))
 
 
+@pytest.mark.parametrize("option", [{"label_smoothing": 0.3}, {"soft_activation": True}, {"skip_weight": 1.0}])
+def test_each_option_alone_smooths_at_first_and_is_plain_at_the_last_epoch(nets, option):
+    model, plain = nets
+    loss_fn = nn.CrossEntropyLoss()
+    smoothing = Smoothing(model, loss_fn, LAYERS, epochs=5, **option).attach()
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    plain_loss = nn.functional.cross_entropy(plain(x), y)
+    assert not torch.equal(loss_fn(model(x), y), plain_loss)
+    smoothing.set_epoch(4)
+    assert torch.equal(loss_fn(model(x), y), plain_loss)
+    smoothing.remove()
+    assert torch.equal(loss_fn(model(x), y), plain_loss)
+
+
 def test_identity_path_skips_only_inner_layers_and_adds_the_weighted_input(nets):
     model, plain = nets
     Smoothing(model, nn.CrossEntropyLoss(), LAYERS, epochs=4, skip_weight=0.5).attach()
