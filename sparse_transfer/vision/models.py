@@ -8,6 +8,8 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock
 
+from .plain_models import PLAIN_MODELS, build_plain_model
+
 TORCHVISION = {
     "resnet18": models.resnet18,
     "resnet50": models.resnet50,
@@ -46,11 +48,14 @@ class CifarResNet(nn.Module):
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, width: int = 1) -> nn.Module:
-    """`cifar_resnet20` (any depth 6n + 2) or a torchvision architecture, untrained."""
+    """`cifar_resnet20` (any depth 6n + 2), a plain model (plain_models.py) or a
+    torchvision architecture, untrained."""
     if name.startswith("cifar_resnet"):
         return CifarResNet(int(name.removeprefix("cifar_resnet")), num_classes, in_channels, width)
+    if name in PLAIN_MODELS:
+        return build_plain_model(name, num_classes, in_channels, width)
     if name not in TORCHVISION:
-        raise ValueError(f"unknown model {name!r}; use cifar_resnet<6n+2> or one of {sorted(TORCHVISION)}")
+        raise ValueError(f"unknown model {name!r}; use cifar_resnet<6n+2> or one of {sorted([*TORCHVISION, *PLAIN_MODELS])}")
     model = TORCHVISION[name](weights=None, num_classes=num_classes)
     if in_channels != 3:  # grey images: swap the stem convolution for one with fewer inputs
         parent, attr, stem = _first_conv(model)

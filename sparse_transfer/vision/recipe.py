@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from .learnable_masks import ESTIMATORS
+
 
 class RecipeError(ValueError):
     pass
@@ -59,7 +61,7 @@ class ResizeConfig:
 
 @dataclass
 class SparsityConfig:
-    method: str = "dense"  # dense, acdc, gmp, rigl
+    method: str = "dense"  # dense, acdc, gmp, rigl, pipeline
     target: float = 0.9
     distribution: str = "global"  # global, uniform, erk, 2:4, block4
     first_last_dense: bool = False
@@ -79,6 +81,34 @@ class SparsityConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """The end-to-end pruning pipeline (`sparsity.method: pipeline`, pipeline.py)."""
+
+    pre_pruning_epochs: int = 10  # stage 1; stage 3 trains the rest of the run's epochs
+    zero_init: bool = True
+    learned_mask: bool = True
+    estimator: str = "straight_through"  # or concrete (relaxed Bernoulli)
+    temperature: float = 0.5  # of the concrete estimator
+    mask_init: float = 0.9  # initial keep probability
+    mask_lr: float = 0.05  # Adam on the mask logits
+    density_weight: float = 1.0  # (expected density - target density)^2
+    polarization_weight: float = 0.1  # mean p(1 - p): pushes probabilities to 0 or 1
+    label_smoothing: float = 0.1  # stage 3, annealed to 0 (0 = off); stage 1 uses optim.label_smoothing
+    soft_activation: bool = True  # stage 3: Swish annealed to ReLU
+    skip_weight: float = 0.5  # stage 3: identity paths annealed to 0 (0 = off)
+
+    def check(self, epochs: int) -> None:
+        """One-line errors for settings the pipeline cannot run in `epochs` epochs."""
+        if not 0 <= self.pre_pruning_epochs < epochs:
+            raise RecipeError(
+                f"pipeline.pre_pruning_epochs={self.pre_pruning_epochs} leaves no post-pruning epoch of the run's "
+                f"{epochs}; set it between 0 and {epochs - 1}"
+            )
+        if self.estimator not in ESTIMATORS:
+            raise RecipeError(f"unknown pipeline.estimator {self.estimator!r}; use one of {ESTIMATORS}")
+
+
+@dataclass
 class Recipe:
     name: str = "run"
     epochs: int = 100  # of the base schedule; the run trains round(epochs * scale)
@@ -92,6 +122,7 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     resize: ResizeConfig = field(default_factory=ResizeConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     @property
     def total_epochs(self) -> int:
@@ -116,7 +147,10 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         for parent in parents:
             section = section.setdefault(parent, {})
         section[leaf] = yaml.safe_load(raw)
-    return _build(Recipe, values, path, "")
+    recipe = _build(Recipe, values, path, "")
+    if recipe.sparsity.method == "pipeline":
+        recipe.pipeline.check(recipe.total_epochs)
+    return recipe
 
 
 def _read_with_base(path: Path) -> dict:

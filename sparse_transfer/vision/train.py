@@ -81,6 +81,10 @@ def phases_of(recipe: Recipe):
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
+    if recipe.sparsity.method == "pipeline":  # three stages, each with its own optimizer (pipeline.py)
+        from .pipeline import train_pipeline  # imported here: pipeline.py imports this module
+
+        return train_pipeline(recipe, resume)
     accelerator = Accelerator(
         mixed_precision=recipe.mixed_precision,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.seed),
