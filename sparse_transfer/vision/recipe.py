@@ -11,10 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import ConfigurationError
+from ..typed_config import build_section
+
 from .learnable_masks import ESTIMATORS
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigurationError):
     pass
 
 
@@ -147,7 +150,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         for parent in parents:
             section = section.setdefault(parent, {})
         section[leaf] = yaml.safe_load(raw)
-    recipe = _build(Recipe, values, path, "")
+    recipe = build_section(Recipe, values, str(path), RecipeError)
     if recipe.sparsity.method == "pipeline":
         recipe.pipeline.check(recipe.total_epochs)
     return recipe
@@ -165,28 +168,3 @@ def _merge(base: dict, update: dict) -> dict:
         both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
         merged[key] = _merge(merged[key], value) if both_sections else value
     return merged
-
-
-def _build(cls, values: dict, path, prefix: str):
-    if not isinstance(values, dict):
-        raise RecipeError(f"'{prefix.rstrip('.')}' in {path} must be a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise RecipeError(f"unknown key '{prefix}{key}' in {path}")
-        has_factory = fields[key].default_factory is not dataclasses.MISSING
-        default = fields[key].default_factory() if has_factory else fields[key].default
-        if dataclasses.is_dataclass(default):
-            kwargs[key] = _build(type(default), value, path, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _convert(value, type(default), f"{prefix}{key}", path)
-    return cls(**kwargs)
-
-
-def _convert(value, expected: type, key: str, path):
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise RecipeError(f"'{key}' in {path} must be {expected.__name__}, got {value!r}")
-    return value
