@@ -138,3 +138,18 @@ def test_real_minilm_90_on_real_rte_through_the_cli(minilm_90, tmp_path):
     report = json.loads((out / "sparsity_report.json").read_text())
     assert report["zero_params"] == round(0.9 * 10616832)
     assert [row["stage"] for row in [results["best"], results["final"]]][-1] == 1
+
+
+def test_sweep_of_rescaled_dense_recipes_and_its_misuse(tiny_model_dir, tmp_path):
+    out = tmp_path / "sweep"
+    result = run(command(tiny_model_dir, out, "--recipe", "recipes/dense_transfer.yaml", "--sweep_epochs", "1-2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "grid_summary.json").read_text())
+    assert sorted(summary["runs"]) == ["epochs1_lr0.001", "epochs2_lr0.001"]
+    for epochs in (1, 2):
+        results = json.loads((out / f"epochs{epochs}_lr0.001" / "eval_results.json").read_text())
+        assert results["recipe"] == "dense_transfer" and results["final"]["epoch"] == epochs
+        assert results["mask_violations"] == 0
+    refused = run(command(tiny_model_dir, tmp_path / "bad", "--sweep_epochs", "1-2"))
+    assert refused.returncode == 2
+    assert "--sweep_epochs rescales a dense recipe, but recipe 'gradual_unfreeze' is staged" in refused.stderr
