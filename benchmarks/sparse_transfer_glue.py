@@ -87,7 +87,7 @@ def run_one(task: str, method: str, lr: float, seed: int) -> None:
         "sparsity": results["sparsity"], "mask_violations": results["mask_violations"],
         "train_runtime_s": all_results["train_runtime"],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "command": " ".join(command[1:]).replace(str(ROOT) + "/", ""),
+        "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
     }
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(entry, indent=2) + "\n")
