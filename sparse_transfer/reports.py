@@ -3,6 +3,7 @@ epochs, CSV and atomic JSON files, and plots in the style of the paper's Figures
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -10,22 +11,26 @@ import tempfile
 from pathlib import Path
 
 
-def write_json_atomic(path: str | Path, data) -> None:
+@contextlib.contextmanager
+def atomic_open(path: str | Path, newline: str | None = None):
     """Write through a temporary file and rename: a reader never sees half a file,
     and an interrupted write leaves the previous version intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, newline=newline) as f:
+        yield f
+    os.replace(f.name, path)
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    with atomic_open(path) as f:
         json.dump(data, f, indent=2)
         f.write("\n")
-    os.replace(f.name, path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    with atomic_open(path) as f:
         f.write(text)
-    os.replace(f.name, path)
 
 
 def epoch_rows(log_history: list[dict]) -> list[dict]:
@@ -55,11 +60,10 @@ def best_and_final(rows: list[dict], metric_key: str, greater_is_better: bool = 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
     fields = list(dict.fromkeys(key for row in rows for key in row))
-    with tempfile.NamedTemporaryFile("w", dir=Path(path).parent, suffix=".tmp", delete=False, newline="") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(f.name, path)
 
 
 def plot_run(rows: list[dict], metric_key: str, lr_per_step: list[float], out_dir: str | Path, title: str) -> list[Path]:
