@@ -9,9 +9,10 @@ real GLUE RTE, MRPC and STS-B; every run goes through `run_glue.py` and a recipe
   gradual_unfreeze  90% model, gradual unfreezing with LR rewinding (1 + 6 + 1 = 8 epochs)
 
 LR rule (every method tuned alike): each method tries two LRs and, per task and seed,
-keeps the one with the better best-epoch dev score. Resumable: finished runs are
-skipped, so the matrix can be completed over several sittings; every finished run is
-recorded under benchmarks/results/glue/ and the tables are rebuilt from those records.
+keeps the one with the better best-epoch dev score. Resumable: finished runs are skipped
+(an interrupted one starts over), so the matrix can be completed over several sittings;
+every finished run is recorded under benchmarks/results/glue/ and the tables are rebuilt
+from those records.
 
     python benchmarks/sparse_transfer_glue.py run [--tasks rte] [--seeds 0] [--methods ...]
     python benchmarks/sparse_transfer_glue.py report      # rebuild benchmarks/RESULTS.md tables
@@ -75,7 +76,12 @@ def run_one(task: str, method: str, lr: float, seed: int) -> None:
     command = [sys.executable, "run_glue.py", "--task", task, "--model_name_or_path", model,
                "--data_dir", str(GLUE_DIR), "--recipe", f"recipes/{recipe}.yaml", "--learning_rate", f"{lr:g}",
                "--seed", str(seed), "--per_device_train_batch_size", "32", "--max_seq_length", "128",
-               "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20"]
+               # batches of similar length: padding to the batch's longest example then costs little (RTE pads
+               # to 128 tokens in a random batch but to 67 in a sorted one); the same for every method
+               "--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "64",
+               "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20",
+               # an unrecorded run starts over rather than resuming, so its recorded wall time is whole
+               "--overwrite_output_dir", "true"]
     print(f"[run] {name}", flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
     results = json.loads((out / "eval_results.json").read_text())
