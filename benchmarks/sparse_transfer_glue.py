@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sparse_transfer.reports import write_json_atomic, write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
 WORK = ROOT / "benchmarks" / "work"  # checkpoints and run directories (git-ignored)
@@ -98,9 +100,7 @@ def run_one(task: str, method: str, lr: float, seed: int) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
     }
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entry, indent=2) + "\n")
-    os.replace(tmp, record)  # a record exists only for a finished run
+    write_json_atomic(record, entry)  # a record exists only for a finished run
 
 
 def load_records() -> list[dict]:
@@ -165,7 +165,7 @@ def report() -> str:
     else:
         lines.append("Wall-time ratio gradual / extended: no matched pair recorded yet.")
     text = "\n".join(lines) + "\n"
-    TABLES.write_text(text)
+    write_text_atomic(TABLES, text)
     return text
 
 
