@@ -164,6 +164,15 @@ def report() -> str:
                      f"min {min(ratios):.3f}, max {max(ratios):.3f} (target <= 0.85).")
     else:
         lines.append("Wall-time ratio gradual / extended: no matched pair recorded yet.")
+    # the LR does not change the work, so the two LRs of one (task, method, seed) measure the machine's noise
+    slowdowns = [max(a["train_runtime_s"], b["train_runtime_s"]) / min(a["train_runtime_s"], b["train_runtime_s"]) - 1
+                 for a in records for b in records
+                 if (a["task"], a["method"], a["seed"]) == (b["task"], b["method"], b["seed"])
+                 and a["learning_rate"] < b["learning_rate"]]
+    if slowdowns:
+        lines.append(f"Noise: of two runs doing identical work (same task, method and seed at its two LRs), the "
+                     f"slower took {100 * statistics.mean(slowdowns):.1f}% longer on average, at most "
+                     f"{100 * max(slowdowns):.1f}% ({len(slowdowns)} pairs).")
     text = "\n".join(lines) + "\n"
     write_text_atomic(TABLES, text)
     return text

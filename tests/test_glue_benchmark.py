@@ -51,6 +51,8 @@ def test_each_method_keeps_its_better_lr_and_is_read_against_dense(bench):
     assert "| always `equivalent` | | | 81.2 | 81.2 |" in text  # 279 of 408 dev pairs are paraphrases
     # ratio pairs are matched on task, LR and seed: 900/1200 and 840/1200
     assert "2 pairs): mean 0.725, min 0.700, max 0.750" in text
+    # identical work at two LRs: 600/600, 900/840 (7.1% slower), 1200/1200
+    assert "slower took 2.4% longer on average, at most 7.1% (3 pairs)" in text
     assert bench.TABLES.read_text() == text
 
 
