@@ -36,6 +36,7 @@ GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
 WORK = ROOT / "benchmarks" / "work"  # checkpoints and run directories (git-ignored)
 RECORDS = ROOT / "benchmarks" / "results" / "glue"
 TABLES = ROOT / "benchmarks" / "results" / "glue_tables.md"
+STEP_TIMES = ROOT / "benchmarks" / "results"  # step_time_cpu*.json, written by benchmarks/step_time.py
 
 METHODS = {  # name: (model, recipe, learning rates)
     "dense_reference": ("dense", "dense_transfer", [2e-5, 1e-4]),
@@ -118,6 +119,21 @@ def chosen_runs(records: list[dict]) -> dict:
     return chosen
 
 
+def step_time_lines() -> list[str]:
+    """The step-time ratios of `benchmarks/step_time.py` on this model, one column per sequence length."""
+    measured = [json.loads(p.read_text()) for p in sorted(STEP_TIMES.glob("step_time_cpu*.json"))]
+    measured = sorted((m for m in measured if "stage_ratios" in m), key=lambda m: -m["length"])
+    if not measured:
+        return ["Step time per stage: not measured yet (`python benchmarks/step_time.py --json ...`)."]
+    rows = {"stage 0 step": lambda m: m["stage0_ratio"], "final stage step": lambda m: m["final_stage_ratio"],
+            f"mean step over the {len(measured[0]['stage_ratios'])} stages": lambda m: m["recipe_mean_step_ratio"]}
+    lines = ["| gradual unfreezing / dense fine-tuning (`step_time.py`) | "
+             + " | ".join(f"length {m['length']}" for m in measured) + " |",
+             "|---|" + "---|" * len(measured)]
+    lines += [f"| {name} | " + " | ".join(f"{ratio(m):.3f}" for m in measured) + " |" for name, ratio in rows.items()]
+    return lines + [""]
+
+
 def report() -> str:
     records = load_records()
     chosen = chosen_runs(records)
@@ -151,6 +167,7 @@ def report() -> str:
             name, score = CONSTANT_ANSWER[task]
             lines.append(f"| {name} | | | {100 * score:.1f} | {100 * score:.1f} | | | | |")
         lines.append("")
+    lines += step_time_lines()
     ratios = []
     for r in records:
         if r["method"] == "gradual_unfreeze":

@@ -15,6 +15,7 @@ def bench(tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(module, "TABLES", tmp_path / "tables.md")
+    monkeypatch.setattr(module, "STEP_TIMES", tmp_path)
     (tmp_path / "records").mkdir()
     return module
 
@@ -60,3 +61,21 @@ def test_no_ratio_without_a_matched_pair(bench):
     record(bench, "gradual_unfreeze", 1e-4, 0.70, 0.69, 900)
     record(bench, "extended_dense", 2e-4, 0.71, 0.65, 1200)
     assert "no matched pair recorded yet" in bench.report()
+
+
+def test_step_time_ratios_of_every_length_sit_next_to_the_wall_time_ratio(bench):
+    record(bench, "gradual_unfreeze", 1e-4, 0.70, 0.69, 900)
+    assert "Step time per stage: not measured yet" in bench.report()
+    for length, stages in [(54, [0.6, 0.8, 1.0]), (128, [0.75, 0.85, 0.95])]:
+        measured = {"length": length, "stage0_ratio": stages[0], "final_stage_ratio": stages[-1],
+                    "stage_ratios": stages, "recipe_mean_step_ratio": sum(stages) / 3}
+        (bench.STEP_TIMES / f"step_time_cpu_len{length}.json").write_text(json.dumps(measured))
+    (bench.STEP_TIMES / "step_time_cpu_old.json").write_text(json.dumps({"length": 64, "stage0_ratio": 0.7}))
+
+    text = bench.report()
+
+    # longest first; a file from before per-stage timing has no column
+    assert "| gradual unfreezing / dense fine-tuning (`step_time.py`) | length 128 | length 54 |" in text
+    assert "| stage 0 step | 0.750 | 0.600 |" in text
+    assert "| final stage step | 0.950 | 1.000 |" in text
+    assert "| mean step over the 3 stages | 0.850 | 0.800 |" in text
