@@ -124,13 +124,14 @@ def step_time_lines() -> list[str]:
     measured = [json.loads(p.read_text()) for p in sorted(STEP_TIMES.glob("step_time_cpu*.json"))]
     measured = sorted((m for m in measured if "stage_ratios" in m), key=lambda m: -m["length"])
     if not measured:
-        return ["Step time per stage: not measured yet (`python benchmarks/step_time.py --json benchmarks/results/step_time_cpu.json`)."]
-    rows = {"stage 0 step": lambda m: m["stage0_ratio"], "final stage step": lambda m: m["final_stage_ratio"],
-            f"mean step over the {len(measured[0]['stage_ratios'])} stages": lambda m: m["recipe_mean_step_ratio"]}
+        return ["Step time per stage: not measured yet "
+                "(`python benchmarks/step_time.py --json benchmarks/results/step_time_cpu.json`)."]
+    rows = {"stage 0 step": "stage0_ratio", "final stage step": "final_stage_ratio",
+            f"mean step over the {len(measured[0]['stage_ratios'])} stages": "recipe_mean_step_ratio"}
     lines = ["| gradual unfreezing / dense fine-tuning (`step_time.py`) | "
              + " | ".join(f"length {m['length']}" for m in measured) + " |",
              "|---|" + "---|" * len(measured)]
-    lines += [f"| {name} | " + " | ".join(f"{ratio(m):.3f}" for m in measured) + " |" for name, ratio in rows.items()]
+    lines += [f"| {name} | " + " | ".join(f"{m[key]:.3f}" for m in measured) + " |" for name, key in rows.items()]
     return lines + [""]
 
 

