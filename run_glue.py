@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -29,10 +28,11 @@ from transformers import (
     HfArgumentParser,
     TrainingArguments,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from sparse_transfer import SparseTransferTrainer
-from sparse_transfer.errors import ConfigurationError
+from sparse_transfer.arguments import as_argv, read_arguments_file, with_defaults
+from sparse_transfer.checkpoints import resume_point
+from sparse_transfer.errors import ConfigurationError, exit_status
 from sparse_transfer.glue import get_task
 from sparse_transfer.glue.data import load_glue, tokenize
 from sparse_transfer.glue.metrics import metrics_function
@@ -96,23 +96,6 @@ def script_defaults(task_name: str, recipe_name: str) -> dict:
     }
 
 
-def as_argv(values: dict) -> list[str]:
-    argv = []
-    for key, value in values.items():
-        if value is None:  # unset: leave the field's default
-            continue
-        argv.append(f"--{key}")
-        argv.extend(str(v) for v in value) if isinstance(value, list) else argv.append(str(value))
-    return argv
-
-
-def read_arguments_file(path: str) -> list[str]:
-    values = (json.loads if path.endswith(".json") else yaml.safe_load)(Path(path).read_text())
-    if not isinstance(values, dict):
-        raise ConfigurationError(f"arguments file {path} must hold a mapping of argument names to values")
-    return as_argv(values)
-
-
 def parse_arguments(argv: list[str]):
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = read_arguments_file(argv[0])
@@ -120,12 +103,10 @@ def parse_arguments(argv: list[str]):
     _, data_args, st_args, _ = parser.parse_args_into_dataclasses(args=argv)
     task = get_task(data_args.task)
     recipe = load_recipe(st_args.recipe)
-    given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
     defaults = {**script_defaults(task.name, recipe.name), **recipe.training}
     defaults["metric_for_best_model"] = main_metric_key(task).removeprefix("eval_")
     defaults["greater_is_better"] = True
-    inherited = as_argv({k: v for k, v in defaults.items() if k not in given})
-    model_args, data_args, st_args, training_args = parser.parse_args_into_dataclasses(args=inherited + argv)
+    model_args, data_args, st_args, training_args = parser.parse_args_into_dataclasses(args=with_defaults(argv, defaults))
     return model_args, data_args, st_args, training_args, task, recipe, argv
 
 
@@ -173,45 +154,10 @@ def prepare_data(model_args, data_args, task, tokenizer):
     return train, (evaluation["validation"] if "validation" in evaluation else evaluation)
 
 
-def resume_point(output_dir: str, overwrite: bool, resume_from_checkpoint: str | None) -> str | None:
-    """Refuse to replace finished results; resume an interrupted run from its last checkpoint."""
-    if resume_from_checkpoint:
-        return resume_from_checkpoint
-    if not os.path.isdir(output_dir):
-        return None
-    if overwrite:
-        # The old results stop counting now: an interrupted rerun must not look finished.
-        Path(output_dir, RESULTS_NAME).unlink(missing_ok=True)
-        return None
-    if os.path.exists(os.path.join(output_dir, RESULTS_NAME)):
-        raise ConfigurationError(
-            f"output directory {output_dir} already holds results ({RESULTS_NAME}); "
-            "pass --overwrite_output_dir to replace them or choose another --output_dir"
-        )
-    return last_complete_checkpoint(output_dir)
-
-
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint whose trainer_state.json (written last) is readable: a run
-    killed while writing a checkpoint resumes from the one before."""
-    steps = {}
-    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
-        if step.isdigit():
-            steps[int(step)] = path
-    for _, checkpoint in sorted(steps.items(), reverse=True):
-        try:
-            json.loads((checkpoint / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        return str(checkpoint)
-    return None
-
-
 def train_and_report(model_args, data_args, training_args, task, recipe, overwrite: bool) -> dict:
     """One fine-tuning run: train, evaluate every epoch, write every output file."""
     output_dir = training_args.output_dir
-    checkpoint = resume_point(output_dir, overwrite, training_args.resume_from_checkpoint)
+    checkpoint = resume_point(output_dir, overwrite, training_args.resume_from_checkpoint, RESULTS_NAME)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
                                               cache_dir=model_args.cache_dir)
     train, evaluation = prepare_data(model_args, data_args, task, tokenizer)
@@ -313,17 +259,16 @@ def run_grid(model_args, st_args, training_args, task, recipe, argv) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        model_args, data_args, st_args, training_args, task, recipe, argv = parse_arguments(argv)
+
+    def run() -> None:
+        model_args, data_args, st_args, training_args, task, recipe, arguments = parse_arguments(argv)
         st_args.grid = st_args.grid or recipe.grid.enabled
         if st_args.grid or st_args.sweep_epochs:
-            run_grid(model_args, st_args, training_args, task, recipe, argv)
+            run_grid(model_args, st_args, training_args, task, recipe, arguments)
         else:
             train_and_report(model_args, data_args, training_args, task, recipe, st_args.overwrite_output_dir)
-    except ConfigurationError as error:
-        print(f"run_glue.py: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_status("run_glue.py", run)
 
 
 if __name__ == "__main__":

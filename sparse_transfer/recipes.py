@@ -7,14 +7,11 @@ Unknown or mistyped keys fail with one line naming the key and the file.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import ConfigurationError
-from .typed_config import build_section
+from .typed_config import YamlRecipe, build_section, check_training_keys, read_sections
 from .selection import Selection
 from .unfreezing import StagePlan, dense_plan, gradual_unfreeze_plan
 
@@ -58,7 +55,7 @@ class GridConfig:
 
 
 @dataclass
-class Recipe:
+class Recipe(YamlRecipe):
     name: str = "gradual_unfreeze"
     description: str = ""
     mask: Selection = field(default_factory=Selection)
@@ -67,44 +64,14 @@ class Recipe:
     training: dict = field(default_factory=dict)  # TrainingArguments defaults
     grid: GridConfig = field(default_factory=GridConfig)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-
 
 def load_recipe(source: str | Path | dict | Recipe | None = None) -> Recipe:
     """A recipe from a YAML path, a bare name in `recipes/`, a dict, or defaults."""
     if isinstance(source, Recipe):
         return source
-    if source is None:
-        return Recipe()
-    where = "<dict>"
-    if not isinstance(source, dict):
-        path = Path(source)
-        if not path.exists() and (RECIPE_DIR / f"{source}.yaml").exists():
-            path = RECIPE_DIR / f"{source}.yaml"
-        if not path.exists():
-            raise RecipeError(f"recipe file {source} does not exist; give a YAML path or a name from {RECIPE_DIR}")
-        where = str(path)
-        try:
-            source = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RecipeError(f"recipe {where} is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(source, dict):
-            raise RecipeError(f"recipe {where} must be a mapping of sections, got {type(source).__name__}")
-    recipe = build_section(Recipe, source, where, RecipeError)
-    _check(recipe, where)
-    return recipe
-
-
-def _check(recipe: Recipe, where: str) -> None:
-    from transformers import TrainingArguments
-
+    values, where = read_sections(source, RECIPE_DIR, RecipeError)
+    recipe = build_section(Recipe, values, where, RecipeError)
     if recipe.schedule.kind not in SCHEDULE_KINDS:
         raise RecipeError(f"schedule.kind {recipe.schedule.kind!r} in {where} is unknown; use one of {SCHEDULE_KINDS}")
-    valid = {f.name for f in dataclasses.fields(TrainingArguments)}
-    for key in recipe.training:
-        if key not in valid:
-            raise RecipeError(f"unknown key 'training.{key}' in {where}: not a TrainingArguments field")
+    check_training_keys(recipe.training, where, RecipeError)
+    return recipe

@@ -7,9 +7,7 @@ transformer blocks back to front one stage at a time, and rewinds the LR per sta
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import warnings
 
 import yaml
@@ -20,16 +18,15 @@ from .lr_schedule import rewinding_scheduler
 from .errors import ConfigurationError
 from .masks import MaskedWeights
 from .recipes import Recipe, RecipeError, load_recipe
+from .sparse_checkpoints import SparseCheckpointMixin
 from .unfreezing import ParameterGroups, Stage, find_blocks
 
 logger = logging.getLogger(__name__)
 
-SPARSITY_REPORT_NAME = "sparsity_report.json"
-RECIPE_NAME = "recipe.yaml"
 _DEFAULT_EPOCHS = TrainingArguments.__dataclass_fields__["num_train_epochs"].default
 
 
-class SparseTransferTrainer(Trainer):
+class SparseTransferTrainer(SparseCheckpointMixin, Trainer):
     """`Trainer` plus `recipe=` (a YAML path, a name in `recipes/`, a dict or a `Recipe`).
 
     The recipe's stage plan sets `num_train_epochs` (1 + blocks + 1 for gradual
@@ -153,26 +150,6 @@ class SparseTransferTrainer(Trainer):
                 f"checkpoint {resume_from_checkpoint} has {violations} non-zero weights where the loaded model is "
                 "pruned: resume with the same model (--model_name_or_path) that started the run"
             )
-
-    # -- saving ---------------------------------------------------------------------------
-
-    def block_of(self, name: str) -> str | None:
-        prefix = self.block_path + "."
-        return name[len(prefix):].split(".", 1)[0] if name.startswith(prefix) else None
-
-    def sparsity_report(self) -> dict:
-        return self.masks.report(group_of=self.block_of)
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        output_dir = output_dir or self.args.output_dir
-        report = self.sparsity_report()
-        with open(os.path.join(output_dir, SPARSITY_REPORT_NAME), "w") as f:
-            json.dump(report, f, indent=2)
-        self.recipe.save(os.path.join(output_dir, RECIPE_NAME))
-        if report["mask_violations"]:
-            raise RuntimeError(f"{report['mask_violations']} pruned weights are non-zero in the saved model")
-
 
 class _StageCallback(TrainerCallback):
     def __init__(self, trainer: SparseTransferTrainer):

@@ -7,6 +7,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
+
+import yaml
 
 
 def build_section(cls, values: dict, where: str, error: type[Exception], prefix: str = ""):
@@ -51,3 +54,44 @@ def _coerce(value, hint, where: str, key: str, error: type[Exception]):
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise error(f"key '{key}' in {where} must be {hint.__name__}, got {value!r}")
     return value
+
+
+def read_sections(source, recipe_dir: Path, error: type[Exception]) -> tuple[dict, str]:
+    """The raw sections of a recipe and where they come from: a YAML path, a bare name
+    of a file in `recipe_dir`, a dict, or None (the defaults)."""
+    if source is None:
+        return {}, "<defaults>"
+    if isinstance(source, dict):
+        return dict(source), "<dict>"
+    path = Path(source)
+    if not path.exists() and (recipe_dir / f"{source}.yaml").exists():
+        path = recipe_dir / f"{source}.yaml"
+    if not path.is_file():
+        raise error(f"recipe file {source} does not exist; give a YAML path or a name from {recipe_dir}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as problem:
+        raise error(f"recipe {path} is not valid YAML: {str(problem).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise error(f"recipe {path} must be a mapping of sections, got {type(values).__name__}")
+    return values, str(path)
+
+
+def check_training_keys(training: dict, where: str, error: type[Exception]) -> None:
+    """Every key of a recipe's `training:` section must be a `TrainingArguments` field."""
+    from transformers import TrainingArguments
+
+    valid = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for key in training:
+        if key not in valid:
+            raise error(f"unknown key 'training.{key}' in {where}: not a TrainingArguments field")
+
+
+class YamlRecipe:
+    """`to_dict` and `save` for a recipe dataclass."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

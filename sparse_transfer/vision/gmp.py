@@ -7,13 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..sparsity_schedule import PruningSteps
 from .masked_training import MaskedTraining
 from .sparsity import target_masks
-
-
-def cubic_sparsity(step: float, target: float) -> float:
-    """Sparsity after a fraction `step` in [0, 1] of the pruning period."""
-    return target * (1 - (1 - min(max(step, 0.0), 1.0)) ** 3)
 
 
 class GMP(MaskedTraining):
@@ -34,8 +30,8 @@ class GMP(MaskedTraining):
         self.last_prune = epochs - round(fixed_fraction * epochs)  # reaches the target here
         if self.last_prune < 1:
             raise ValueError(f"{epochs} epochs leave no time to prune before the fixed-mask {fixed_fraction:.0%}")
-        steps = list(range(prune_every, self.last_prune, prune_every)) + [self.last_prune]
-        self.targets = {epoch: cubic_sparsity(epoch / self.last_prune, sparsity) for epoch in steps}
+        steps = PruningSteps.cubic(epochs, 0, self.last_prune, prune_every, sparsity)
+        self.targets = {epoch: target for epoch, target in steps.targets.items() if target > 0}
 
     def on_epoch_start(self, epoch: int) -> None:
         if epoch in self.targets:

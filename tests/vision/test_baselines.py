@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparse_transfer.vision.gmp import GMP, cubic_sparsity
+from sparse_transfer.vision.gmp import GMP
 from sparse_transfer.vision.rigl import RigL
 from sparse_transfer.vision.sparsity import prunable_weights
 
@@ -15,12 +15,6 @@ def _optimizer(model):
 
 def _pruned_per_layer(weights):
     return {name: w.numel() - int(torch.count_nonzero(w)) for name, w in weights.items()}
-
-
-def test_cubic_law_values():
-    assert cubic_sparsity(0.0, 0.9) == 0.0
-    assert cubic_sparsity(0.5, 0.8) == pytest.approx(0.7)
-    assert cubic_sparsity(1.0, 0.9) == 0.9 and cubic_sparsity(1.5, 0.9) == 0.9
 
 
 def test_gmp_prunes_on_the_cubic_schedule_and_ends_exactly_at_target(tiny_net, sgd_steps):
