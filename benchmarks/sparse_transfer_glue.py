@@ -70,15 +70,8 @@ def run_name(task: str, method: str, lr: float, seed: int) -> str:
     return f"{task}_{method}_lr{lr:g}_seed{seed}"
 
 
-def run_one(task: str, method: str, lr: float, seed: int) -> None:
-    name = run_name(task, method, lr, seed)
-    record = RECORDS / f"{name}.json"
-    if record.exists():
-        print(f"[skip] {name}: recorded")
-        return
-    model_kind, recipe, _ = METHODS[method]
-    model = dense_model() if model_kind == "dense" else sparse_model()
-    out = WORK / name
+def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path) -> dict:
+    """One `run_glue.py` run, started over, and what it measured (also used by upstream_minilm.py)."""
     command = [sys.executable, "run_glue.py", "--task", task, "--model_name_or_path", model,
                "--data_dir", str(GLUE_DIR), "--recipe", f"recipes/{recipe}.yaml", "--learning_rate", f"{lr:g}",
                "--seed", str(seed), "--per_device_train_batch_size", "32", "--max_seq_length", "128",
@@ -88,19 +81,31 @@ def run_one(task: str, method: str, lr: float, seed: int) -> None:
                "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20",
                # an unrecorded run starts over rather than resuming, so its recorded wall time is whole
                "--overwrite_output_dir", "true"]
-    print(f"[run] {name}", flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
     results = json.loads((out / "eval_results.json").read_text())
     all_results = json.loads((out / "all_results.json").read_text())
-    RECORDS.mkdir(parents=True, exist_ok=True)
-    entry = {
-        "task": task, "method": method, "learning_rate": lr, "seed": seed, "recipe": recipe,
-        "model": model_kind, "best": results["best"], "final": results["final"],
+    return {
+        "best": results["best"], "final": results["final"],
         "sparsity": results["sparsity"], "mask_violations": results["mask_violations"],
         "train_runtime_s": all_results["train_runtime"],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
     }
+
+
+def run_one(task: str, method: str, lr: float, seed: int) -> None:
+    name = run_name(task, method, lr, seed)
+    record = RECORDS / f"{name}.json"
+    if record.exists():
+        print(f"[skip] {name}: recorded")
+        return
+    model_kind, recipe, _ = METHODS[method]
+    model = dense_model() if model_kind == "dense" else sparse_model()
+    print(f"[run] {name}", flush=True)
+    measured = glue_run(task, model, recipe, lr, seed, WORK / name)
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    entry = {"task": task, "method": method, "learning_rate": lr, "seed": seed, "recipe": recipe,
+             "model": model_kind, **measured}
     write_json_atomic(record, entry)  # a record exists only for a finished run
 
 

@@ -20,12 +20,13 @@ from .selection import Selection
 from .unfreezing import find_blocks
 
 
-def load_pretrained(name_or_path: str):
-    """The checkpoint's own architecture (keeps e.g. an MLM head), else the bare encoder."""
+def load_pretrained(name_or_path: str, **kwargs):
+    """The checkpoint's own architecture (keeps e.g. an MLM head), else the bare encoder;
+    `kwargs` go to `from_pretrained`."""
     config = AutoConfig.from_pretrained(name_or_path)
     architecture = (config.architectures or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
-    return (model_class or AutoModel).from_pretrained(name_or_path)
+    return (model_class or AutoModel).from_pretrained(name_or_path, **kwargs)
 
 
 @torch.no_grad()
@@ -47,13 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="directory for the pruned checkpoint")
     parser.add_argument("--scope", choices=SCOPES, default="global")
     parser.add_argument("--block_path", default=None, help="dotted path of the transformer blocks (auto)")
+    parser.add_argument("--include", nargs="*", default=[], help="prune only Linear layers whose name matches one "
+                        "of these regular expressions (e.g. attention)")
+    parser.add_argument("--exclude", nargs="*", default=[], help="never prune layers matching these")
     args = parser.parse_args(argv)
     if not 0.0 <= args.sparsity < 1.0:
         parser.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
     if os.path.isdir(args.output) and os.listdir(args.output):
         parser.error(f"--output {args.output} is not empty; choose a new directory")
     model = load_pretrained(args.model)
-    masked = prune_model(model, args.sparsity, args.scope, block_path=args.block_path)
+    selection = Selection(include=args.include, exclude=args.exclude)
+    masked = prune_model(model, args.sparsity, args.scope, selection=selection, block_path=args.block_path)
     model.save_pretrained(args.output)
     try:
         AutoTokenizer.from_pretrained(args.model).save_pretrained(args.output)

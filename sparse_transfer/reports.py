@@ -107,3 +107,31 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def step_rows(log_history: list[dict], columns: list[str]) -> list[dict]:
+    """One row per training log entry (those with a `loss`): `step` and `columns`."""
+    return [{"step": entry["step"], **{key: entry.get(key) for key in columns}}
+            for entry in log_history if "loss" in entry]
+
+
+def plot_steps(rows: list[dict], panels: dict[str, list[str]], path: str | Path, title: str) -> Path:
+    """One panel per entry of `panels` (panel title -> columns), values against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    steps = [row["step"] for row in rows]
+    for axis, (panel, columns) in zip(axes[0], panels.items()):
+        for column in columns:
+            axis.plot(steps, [row[column] for row in rows], label=column)
+        axis.set(xlabel="Optimizer step", title=f"{title}: {panel}")
+        if len(columns) > 1:
+            axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)

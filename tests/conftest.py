@@ -89,3 +89,39 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(out)
     return out
+
+
+def save_tiny_dense_bert(out, masked_lm: bool = False, dropout: float = 0.0):
+    """A tiny random dense 2-block BERT (optionally with an MLM head) and the MiniLM's
+    real tokenizer, saved as a normal checkpoint."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    (BertForMaskedLM if masked_lm else BertModel)(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_dir(tmp_path_factory):
+    return save_tiny_dense_bert(tmp_path_factory.mktemp("tiny") / "tiny-bert-dense")
+
+
+SENTENCES = [
+    "the cat sat on the mat.", "a dog ran across the big field.", "birds sing in the early morning.",
+    "the river flows to the sea.", "she read a long book about ships.", "rain fell on the quiet town.",
+    "he painted the old fence red.", "children played near the school.", "the train left the station late.",
+    "a small boat drifted on the lake.", "the market opens at dawn.", "snow covered the mountain path.",
+]
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """A text corpus: documents of 1-3 lines separated by blank lines."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    documents = [SENTENCES[i:i + 1 + i % 3] for i in range(0, len(SENTENCES), 2)]
+    path.write_text("\n\n".join("\n".join(d) for d in documents) + "\n")
+    return path

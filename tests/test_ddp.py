@@ -11,12 +11,16 @@ import torch
 TESTS = Path(__file__).resolve().parent
 
 
-def test_two_process_data_parallel_keeps_ranks_identical_and_masks_exact(tmp_path):
+def _two_processes(worker: str, *args, port: int) -> None:
     env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               str(TESTS / "ddp_worker.py"), str(tmp_path)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               str(TESTS / worker), *map(str, args)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_process_data_parallel_keeps_ranks_identical_and_masks_exact(tmp_path):
+    _two_processes("ddp_worker.py", tmp_path, port=29533)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for report in reports:
         assert report["world_size"] == 2
@@ -27,3 +31,14 @@ def test_two_process_data_parallel_keeps_ranks_identical_and_masks_exact(tmp_pat
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for name, weight in rank0.items():
         assert torch.equal(weight, rank1[name]), name
+
+
+def test_two_process_upstream_obs_pruning_gives_every_rank_the_same_masks(tmp_path, tiny_dense_dir, small_corpus):
+    _two_processes("ddp_upstream_worker.py", tiny_dense_dir, small_corpus, tmp_path, port=29534)
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 and r["violations"] == 0 for r in reports)
+    assert reports[0]["sparsity"] == reports[1]["sparsity"] > 0.7
+    masks0, masks1 = (torch.load(tmp_path / f"masks{r}.pt") for r in (0, 1))
+    assert all(torch.equal(masks0[name], masks1[name]) for name in masks0)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert all(torch.equal(weight, rank1[name]) for name, weight in rank0.items())

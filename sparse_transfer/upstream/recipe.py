@@ -1,0 +1,145 @@
+"""Upstream-pruning recipes: a declarative YAML, validated into typed sections.
+
+    mask:         which weights (the transfer recipes' selection, inside the blocks)
+    pruning:      target, criterion (magnitude | obs), scope, cubic schedule in fractions of training
+    distillation: weights of the loss terms (see sparse_transfer.distillation)
+    data:         how examples are built from the corpus
+    training:     TrainingArguments defaults
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..distillation import EMBEDDING_LOSSES, DistillationConfig
+from ..errors import ConfigurationError
+from ..pruning import SCOPES
+from ..recipes import RECIPE_DIR
+from ..selection import Selection
+from ..typed_config import YamlRecipe, build_section, check_training_keys, read_sections
+
+UPSTREAM_RECIPE_DIR = RECIPE_DIR / "upstream"
+CRITERIA = ("magnitude", "obs")
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class UpstreamRecipeError(ConfigurationError):
+    pass
+
+
+@dataclass
+class OBSConfig:
+    block_size: int = 50  # consecutive weights per Fisher block (oBERT: 50)
+    num_grads: int = 64  # gradients per Fisher (oBERT: 1024)
+    grad_batch_size: int = 8  # examples per gradient
+    damping: float = 1.0e-7  # lambda of F = lambda I + ... (oBERT: 1e-7)
+    # The Fisher's gradients come from the distillation loss with this share of the student's
+    # tokens masked: a student equal to its teacher has zero distillation gradient otherwise.
+    mask_probability: float = 0.15
+
+
+@dataclass
+class PruningConfig:
+    sparsity: float = 0.9
+    initial_sparsity: float = 0.0  # reached in one shot at the first pruning step
+    criterion: str = "magnitude"
+    scope: str = "global"  # or per-layer (uniform)
+    start: float = 0.0  # fraction of the optimizer steps at which pruning starts
+    end: float = 0.7  # fraction at which the target is reached; the mask is fixed after
+    every: int = 100  # optimizer steps between pruning steps
+    obs: OBSConfig = field(default_factory=OBSConfig)
+
+
+@dataclass
+class UpstreamDistillation(DistillationConfig):
+    hidden: float = 1.0
+    embedding: float = 1.0
+    student_mask_probability: float = 0.0  # > 0: the student reads [MASK] there, the teacher the real token
+    # Dropout of the student while it is pruned (None keeps the model's): attention maps and
+    # hidden states after dropout never match the teacher's, even for identical weights.
+    student_dropout: float | None = 0.0
+    teacher_dtype: str = "float32"
+
+
+@dataclass
+class DataConfig:
+    max_seq_length: int = 128
+    pair_fraction: float = 0.5  # examples made of two segments [CLS] a [SEP] b [SEP]
+    random_pair_fraction: float = 0.5  # of those, second segment from a random place instead of the next line
+    text_column: str = "text"  # for CSV / JSON / datasets corpora
+    seed: int = 0
+
+
+@dataclass
+class UpstreamRecipe(YamlRecipe):
+    name: str = "upstream"
+    description: str = ""
+    mask: Selection = field(default_factory=Selection)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    distillation: UpstreamDistillation = field(default_factory=UpstreamDistillation)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: dict = field(default_factory=dict)
+
+
+def load_upstream_recipe(source: str | Path | dict | UpstreamRecipe | None = None,
+                         overrides: dict[str, dict] | None = None) -> UpstreamRecipe:
+    """From a YAML path, a name in `recipes/upstream/`, a dict, or the defaults;
+    `overrides` ({section: {key: value}}, None values ignored) win over the source."""
+    if isinstance(source, UpstreamRecipe):
+        source = source.to_dict()
+    values, where = read_sections(source, UPSTREAM_RECIPE_DIR, UpstreamRecipeError)
+    for section, entries in (overrides or {}).items():
+        given = {key: value for key, value in entries.items() if value is not None}
+        if given:
+            values[section] = {**(values.get(section) or {}), **given}
+    recipe = build_section(UpstreamRecipe, values, where, UpstreamRecipeError)
+    check(recipe, where)
+    return recipe
+
+
+def check(recipe: UpstreamRecipe, where: str) -> None:
+    pruning, distillation, data = recipe.pruning, recipe.distillation, recipe.data
+
+    def fail(message: str):
+        raise UpstreamRecipeError(f"{message} in {where}")
+
+    if not 0.0 < pruning.sparsity < 1.0:
+        fail(f"pruning.sparsity must be in (0, 1), got {pruning.sparsity}")
+    if not 0.0 <= pruning.initial_sparsity <= pruning.sparsity:
+        fail(f"pruning.initial_sparsity must be in [0, sparsity={pruning.sparsity}], got {pruning.initial_sparsity}")
+    if pruning.criterion not in CRITERIA:
+        fail(f"pruning.criterion {pruning.criterion!r} is unknown; use one of {CRITERIA}")
+    if pruning.scope not in SCOPES:
+        fail(f"pruning.scope {pruning.scope!r} is unknown; use one of {SCOPES}")
+    if not 0.0 <= pruning.start <= pruning.end <= 1.0:
+        fail(f"need 0 <= pruning.start <= pruning.end <= 1, got start {pruning.start}, end {pruning.end}")
+    if pruning.every < 1:
+        fail(f"pruning.every must be >= 1 optimizer step, got {pruning.every}")
+    obs = pruning.obs
+    if obs.block_size < 1 or obs.num_grads < 1 or obs.grad_batch_size < 1 or obs.damping <= 0:
+        fail("pruning.obs needs block_size, num_grads, grad_batch_size >= 1 and damping > 0")
+    if not 0.0 <= obs.mask_probability < 1.0:
+        fail(f"pruning.obs.mask_probability must be in [0, 1), got {obs.mask_probability}")
+    weights = distillation.weights()
+    if any(w < 0 for w in weights.values()):
+        fail(f"loss term weights must be >= 0, got {weights}")
+    if not any(weights.values()):
+        fail("every distillation term has weight 0; give logits, hidden, attention or embedding a weight")
+    if distillation.embedding_loss not in EMBEDDING_LOSSES:
+        fail(f"distillation.embedding_loss {distillation.embedding_loss!r} is unknown; use one of {EMBEDDING_LOSSES}")
+    if not 0.0 <= distillation.hardness <= 1.0:
+        fail(f"distillation.hardness must be in [0, 1], got {distillation.hardness}")
+    if not 0.0 <= distillation.student_mask_probability < 1.0:
+        fail(f"distillation.student_mask_probability must be in [0, 1), got {distillation.student_mask_probability}")
+    if distillation.logits and distillation.hardness < 1 and not distillation.student_mask_probability:
+        fail("the student's own MLM loss (distillation.hardness < 1) needs masked tokens: set "
+             "distillation.student_mask_probability > 0 (BERT: 0.15)")
+    if distillation.attention and distillation.student_dropout != 0.0:
+        fail("distillation.attention compares attention maps, which dropout perturbs: set distillation.student_dropout "
+             "to 0 or the attention weight to 0")
+    if distillation.teacher_dtype not in TEACHER_DTYPES:
+        fail(f"distillation.teacher_dtype {distillation.teacher_dtype!r} is unknown; use one of {TEACHER_DTYPES}")
+    if not (0.0 <= data.pair_fraction <= 1.0 and 0.0 <= data.random_pair_fraction <= 1.0):
+        fail("data.pair_fraction and data.random_pair_fraction must be in [0, 1]")
+    check_training_keys(recipe.training, where, UpstreamRecipeError)

@@ -1,0 +1,108 @@
+"""One upstream-pruning run from arguments to files: load the dense model twice
+(student and frozen teacher), build the corpus, train, write the outputs."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+
+from ..checkpoints import resume_point
+from ..errors import ConfigurationError
+from ..prune import load_pretrained
+from ..reports import markdown_table, plot_steps, step_rows, write_csv, write_json_atomic
+from .data import read_documents, tokenized_corpus
+from .recipe import UPSTREAM_RECIPE_DIR, UpstreamRecipe
+from .trainer import UpstreamPruningTrainer
+
+RESULTS_NAME = "upstream_results.json"  # written last: marks a finished run
+STEPS_NAME = "training_steps.csv"
+DEFAULT_RECIPE = str(UPSTREAM_RECIPE_DIR / "magnitude_distill.yaml")
+
+
+@dataclass
+class UpstreamArguments:
+    model: str = field(metadata={"help": "the dense pretrained model: hub name or local directory"})
+    train_file: str | None = field(default=None, metadata={"help": "corpus: .txt (a segment per line, blank line "
+                                                                    "between documents), CSV, TSV or JSON"})
+    dataset_name: str | None = field(default=None, metadata={"help": "corpus from the hub instead of --train_file"})
+    dataset_config_name: str | None = field(default=None)
+    sparsity: float | None = field(default=None, metadata={"help": "target sparsity (overrides the recipe's)"})
+    recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "YAML recipe or a name in recipes/upstream/"})
+    criterion: str | None = field(default=None, metadata={"help": "magnitude or obs (overrides the recipe's)"})
+    max_seq_length: int | None = field(default=None, metadata={"help": "overrides the recipe's data.max_seq_length"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use the first N examples of the corpus"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace a finished run in output_dir"})
+
+
+def script_defaults(recipe: UpstreamRecipe) -> dict:
+    """Lowest precedence, below the recipe's `training:` section and the command line."""
+    return {"output_dir": f"runs/upstream/{recipe.name}", "save_strategy": "steps", "save_steps": 200,
+            "save_total_limit": 2, "logging_steps": 10, "report_to": "none",
+            "dataloader_pin_memory": torch.cuda.is_available(), **recipe.training}
+
+
+def load_models(name: str, recipe: UpstreamRecipe):
+    kwargs = {"attn_implementation": "eager"} if recipe.distillation.attention else {}
+    if os.path.sep in name and not os.path.isdir(name):
+        raise ConfigurationError(f"model directory {name} does not exist; give --model a local directory or a hub name")
+    try:
+        student = load_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot load model {name} ({str(error).splitlines()[0]}); give --model a local "
+                                 "directory, or a hub name where the hub can be reached") from None
+    return student, copy.deepcopy(student), tokenizer
+
+
+def prune_upstream(run: UpstreamArguments, training_args: TrainingArguments, recipe: UpstreamRecipe) -> dict:
+    output_dir = training_args.output_dir
+    checkpoint = resume_point(output_dir, run.overwrite_output_dir, training_args.resume_from_checkpoint, RESULTS_NAME)
+    if not (run.train_file or run.dataset_name):
+        raise ConfigurationError("no corpus: give --train_file (text, CSV or JSON) or --dataset_name")
+    documents = read_documents(run.train_file or run.dataset_name, recipe.data.text_column, run.dataset_config_name)
+    student, teacher, tokenizer = load_models(run.model, recipe)
+    data = recipe.data
+    corpus = tokenized_corpus(tokenizer, documents, data.max_seq_length, data.pair_fraction,
+                              data.random_pair_fraction, data.seed)
+    if run.max_train_samples is not None:
+        corpus = corpus.select(range(min(run.max_train_samples, len(corpus))))
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None)
+    trainer = UpstreamPruningTrainer(student, training_args, teacher=teacher, recipe=recipe, train_dataset=corpus,
+                                     data_collator=collator, processing_class=tokenizer)
+    if checkpoint:
+        print(f"[upstream] resuming {output_dir} from {checkpoint}")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()  # model, tokenizer, masks, sparsity report, resolved recipe
+    trainer.save_state()
+    if not trainer.is_world_process_zero():
+        return {}
+    return write_outputs(trainer, run, result.metrics, len(corpus))
+
+
+def write_outputs(trainer: UpstreamPruningTrainer, run: UpstreamArguments, train_metrics: dict, examples: int) -> dict:
+    output_dir = trainer.args.output_dir
+    terms = [f"loss_{name}" for name, weight in trainer.recipe.distillation.weights().items() if weight]
+    rows = step_rows(trainer.state.log_history, ["sparsity", "loss", *terms, "learning_rate"])
+    write_csv(rows, os.path.join(output_dir, STEPS_NAME))
+    title = f"{os.path.basename(run.model.rstrip('/'))} -> {trainer.recipe.pruning.sparsity:.0%}"
+    plot_steps(rows, {"loss": ["loss", *terms]}, os.path.join(output_dir, "loss.png"), title)
+    plot_steps(rows, {"sparsity": ["sparsity"], "learning rate": ["learning_rate"]},
+               os.path.join(output_dir, "sparsity.png"), title)
+    report = trainer.sparsity_report()
+    results = {
+        "model": run.model, "corpus": run.train_file or run.dataset_name, "examples": examples,
+        "recipe": trainer.recipe.name, "criterion": trainer.recipe.pruning.criterion,
+        "target_sparsity": trainer.recipe.pruning.sparsity, "sparsity": report["global_sparsity"],
+        "mask_violations": report["mask_violations"], "steps": trainer.state.global_step,
+        "pruning_steps": list(trainer.pruning_steps.targets), "train_runtime_s": train_metrics.get("train_runtime"),
+        "final_loss_terms": {key: rows[-1][key] for key in terms} if rows else {},
+    }
+    write_json_atomic(os.path.join(output_dir, RESULTS_NAME), results)
+    print(markdown_table(["model", "criterion", "steps", "sparsity", "violations", "runtime (s)"],
+                         [[run.model, results["criterion"], results["steps"], f"{100 * results['sparsity']:.2f}%",
+                           results["mask_violations"], round(results["train_runtime_s"] or 0)]]))
+    return results

@@ -1,0 +1,53 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer
+
+from sparse_transfer.prune import prune_model
+from sparse_transfer.upstream.evaluation import embedding_fidelity, sentence_embeddings, zero_shot_similarity
+
+from conftest import SENTENCES
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dense_dir):
+    return AutoModel.from_pretrained(tiny_dense_dir), AutoTokenizer.from_pretrained(tiny_dense_dir)
+
+
+def test_embeddings_are_mean_pooled_over_real_tokens(tiny):
+    model, tokenizer = tiny
+    alone = sentence_embeddings(model, tokenizer, SENTENCES[:1])
+    padded = sentence_embeddings(model, tokenizer, SENTENCES[:2])  # the first is padded to the second's length
+    assert torch.allclose(alone[0], padded[0], atol=1e-5)
+
+
+def test_fidelity_is_one_for_the_model_itself_and_lower_once_pruned(tiny, tiny_dense_dir):
+    model, tokenizer = tiny
+    assert embedding_fidelity(model, model, tokenizer, SENTENCES) == pytest.approx(1.0, abs=1e-6)
+    pruned = AutoModel.from_pretrained(tiny_dense_dir)
+    prune_model(pruned, 0.9)
+    assert embedding_fidelity(pruned, model, tokenizer, SENTENCES) < 1.0 - 1e-5  # random tiny model: small but real
+
+
+def test_zero_shot_similarity_ranks_pairs_by_cosine(tiny):
+    model, tokenizer = tiny
+    first, second = SENTENCES[:6], SENTENCES[6:]
+    cosines = F.cosine_similarity(sentence_embeddings(model, tokenizer, first), sentence_embeddings(model, tokenizer, second))
+    assert zero_shot_similarity(model, tokenizer, first, second, cosines.tolist()) == pytest.approx(100.0)
+    assert zero_shot_similarity(model, tokenizer, first, second, (-cosines).tolist()) == pytest.approx(-100.0)
+
+
+def test_cross_segment_attention_is_a_share_per_block(tiny_dense_dir):
+    from sparse_transfer.upstream.evaluation import cross_segment_attention
+
+    model = AutoModel.from_pretrained(tiny_dense_dir, attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dense_dir)
+    first, second = SENTENCES[:6], SENTENCES[6:]  # "the" occurs in both sentences of several pairs
+    shares = cross_segment_attention(model, tokenizer, first, second)
+    assert set(shares) == {"other_segment", "same_token"}
+    assert len(shares["other_segment"]) == 2 and all(0.0 < s < 1.0 for s in shares["other_segment"])
+    # a random tiny model attends almost uniformly: the share is near the other segment's share of tokens
+    ids = tokenizer(first, second)["token_type_ids"]
+    expected = sum(2 * row.count(0) * row.count(1) / len(row) for row in ids) / sum(len(row) for row in ids)
+    assert shares["other_segment"][0] == pytest.approx(expected, abs=0.05)
+    assert all(0.0 < s < shares["other_segment"][i] for i, s in enumerate(shares["same_token"]))
