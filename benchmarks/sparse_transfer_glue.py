@@ -70,8 +70,9 @@ def run_name(task: str, method: str, lr: float, seed: int) -> str:
     return f"{task}_{method}_lr{lr:g}_seed{seed}"
 
 
-def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path) -> dict:
-    """One `run_glue.py` run, started over, and what it measured (also used by upstream_minilm.py)."""
+def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path, extra: tuple = ()) -> dict:
+    """One `run_glue.py` run (`extra`: more flags), started over, and what it measured
+    (also used by upstream_minilm.py)."""
     command = [sys.executable, "run_glue.py", "--task", task, "--model_name_or_path", model,
                "--data_dir", str(GLUE_DIR), "--recipe", f"recipes/{recipe}.yaml", "--learning_rate", f"{lr:g}",
                "--seed", str(seed), "--per_device_train_batch_size", "32", "--max_seq_length", "128",
@@ -80,7 +81,7 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
                "--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "64",
                "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20",
                # an unrecorded run starts over rather than resuming, so its recorded wall time is whole
-               "--overwrite_output_dir", "true"]
+               "--overwrite_output_dir", "true", *extra]
     subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
     results = json.loads((out / "eval_results.json").read_text())
     all_results = json.loads((out / "all_results.json").read_text())

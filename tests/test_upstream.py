@@ -241,3 +241,15 @@ def test_real_minilm_upstream_run(tmp_path, small_corpus):
 
     assert AutoConfig.from_pretrained(out).architectures == ["BertModel"]
     assert (out / "tokenizer.json").exists()
+
+
+def test_teacher_flag_distils_a_sparse_model_from_its_dense_teacher(tiny_dense_dir, tiny_model_dir):
+    from sparse_transfer.upstream import load_upstream_recipe
+    from sparse_transfer.upstream.run import UpstreamArguments, load_models
+
+    run = UpstreamArguments(model=str(tiny_model_dir), teacher=str(tiny_dense_dir), train_file="x")
+    student, teacher, _ = load_models(run, load_upstream_recipe())
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert int((student.get_parameter(name) == 0).sum()) > 0 and int((teacher.get_parameter(name) == 0).sum()) == 0
+    alone = load_models(UpstreamArguments(model=str(tiny_model_dir), train_file="x"), load_upstream_recipe())
+    assert torch.equal(alone[1].get_parameter(name), alone[0].get_parameter(name))  # default: a copy of the student

@@ -79,3 +79,12 @@ def test_mixed_examples_have_segment_b_token_types_and_are_truncated():
         first_b = row["token_type_ids"].index(1)
         assert row["input_ids"][first_b - 1] == tokenizer.sep_token_id
     assert max(len(row["input_ids"]) for row in corpus) == 16
+
+
+def test_copy_pairs_pair_a_line_with_a_noisy_copy_of_itself():
+    documents = [["the quick brown fox jumps over the lazy dog", "a b c d e f g h"]] * 10
+    firsts, seconds = segment_examples(documents, pair_fraction=1.0, random_pair_fraction=0.0, copy_pair_fraction=1.0)
+    for first, second in zip(firsts, seconds):
+        words = second.split()
+        assert words and set(words) <= set(first.split()) and len(words) <= len(first.split())
+    assert any(len(s.split()) < len(f.split()) for f, s in zip(firsts, seconds))  # words were dropped

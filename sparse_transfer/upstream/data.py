@@ -79,16 +79,27 @@ def _table_column(path: str, text_column: str) -> list[str]:
     return [str(text).strip() for text in dataset[text_column] if text is not None and str(text).strip()]
 
 
+def noisy_copy(line: str, rng: random.Random, drop: float = 0.3) -> str:
+    """The line with a `drop` share of its words left out (at least one word kept)."""
+    words = line.split()
+    kept = [word for word in words if rng.random() >= drop]
+    return " ".join(kept or words[:1])
+
+
 def segment_examples(documents: list[list[str]], pair_fraction: float, random_pair_fraction: float,
-                     seed: int = 0) -> tuple[list[str], list[str | None]]:
-    """(first segments, second segments or None), one example per segment of the corpus."""
+                     seed: int = 0, copy_pair_fraction: float = 0.0) -> tuple[list[str], list[str | None]]:
+    """(first segments, second segments or None), one example per segment of the corpus.
+    Of the pairs, `copy_pair_fraction` pair a line with a noisy copy of itself (words
+    shared across the segments, as in paraphrase and similarity tasks)."""
     rng = random.Random(seed)
     lines = [line for document in documents for line in document]
     firsts, seconds = [], []
     for index, line in enumerate(lines):
         second = None
         if rng.random() < pair_fraction and len(lines) > 1:
-            if rng.random() < random_pair_fraction or index + 1 == len(lines):
+            if copy_pair_fraction and rng.random() < copy_pair_fraction:
+                second = noisy_copy(line, rng)
+            elif rng.random() < random_pair_fraction or index + 1 == len(lines):
                 other = rng.randrange(len(lines) - 1)
                 second = lines[other + (other >= index)]  # any line but this one
             else:
@@ -99,10 +110,10 @@ def segment_examples(documents: list[list[str]], pair_fraction: float, random_pa
 
 
 def tokenized_corpus(tokenizer, documents: list[list[str]], max_seq_length: int, pair_fraction: float,
-                     random_pair_fraction: float, seed: int = 0) -> Dataset:
+                     random_pair_fraction: float, seed: int = 0, copy_pair_fraction: float = 0.0) -> Dataset:
     """input_ids / token_type_ids / attention_mask per example, truncated to max_seq_length
     (the longer segment first), unpadded: the collator pads each batch."""
-    firsts, seconds = segment_examples(documents, pair_fraction, random_pair_fraction, seed)
+    firsts, seconds = segment_examples(documents, pair_fraction, random_pair_fraction, seed, copy_pair_fraction)
     pairs = [i for i, second in enumerate(seconds) if second is not None]
     singles = [i for i, second in enumerate(seconds) if second is None]
     encoded: dict[int, dict] = {}

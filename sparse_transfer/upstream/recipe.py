@@ -67,6 +67,7 @@ class DataConfig:
     max_seq_length: int = 128
     pair_fraction: float = 0.5  # examples made of two segments [CLS] a [SEP] b [SEP]
     random_pair_fraction: float = 0.5  # of those, second segment from a random place instead of the next line
+    copy_pair_fraction: float = 0.0  # of the pairs, a line and a copy of it with 30% of its words dropped
     text_column: str = "text"  # for CSV / JSON / datasets corpora
     seed: int = 0
 
@@ -140,6 +141,6 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
              "to 0 or the attention weight to 0")
     if distillation.teacher_dtype not in TEACHER_DTYPES:
         fail(f"distillation.teacher_dtype {distillation.teacher_dtype!r} is unknown; use one of {TEACHER_DTYPES}")
-    if not (0.0 <= data.pair_fraction <= 1.0 and 0.0 <= data.random_pair_fraction <= 1.0):
-        fail("data.pair_fraction and data.random_pair_fraction must be in [0, 1]")
+    if not all(0.0 <= f <= 1.0 for f in (data.pair_fraction, data.random_pair_fraction, data.copy_pair_fraction)):
+        fail("data.pair_fraction, data.random_pair_fraction and data.copy_pair_fraction must be in [0, 1]")
     check_training_keys(recipe.training, where, UpstreamRecipeError)

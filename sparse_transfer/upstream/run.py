@@ -25,7 +25,9 @@ DEFAULT_RECIPE = str(UPSTREAM_RECIPE_DIR / "magnitude_distill.yaml")
 
 @dataclass
 class UpstreamArguments:
-    model: str = field(metadata={"help": "the dense pretrained model: hub name or local directory"})
+    model: str = field(metadata={"help": "the model to prune: hub name or local directory"})
+    teacher: str | None = field(default=None, metadata={"help": "the dense teacher (default: --model itself); "
+                                                                 "to go on from a model that is already sparse"})
     train_file: str | None = field(default=None, metadata={"help": "corpus: .txt (a segment per line, blank line "
                                                                     "between documents), CSV, TSV or JSON"})
     dataset_name: str | None = field(default=None, metadata={"help": "corpus from the hub instead of --train_file"})
@@ -45,17 +47,22 @@ def script_defaults(recipe: UpstreamRecipe) -> dict:
             "dataloader_pin_memory": torch.cuda.is_available(), **recipe.training}
 
 
-def load_models(name: str, recipe: UpstreamRecipe):
+def load_model(name: str, recipe: UpstreamRecipe, flag: str = "--model"):
     kwargs = {"attn_implementation": "eager"} if recipe.distillation.attention else {}
     if os.path.sep in name and not os.path.isdir(name):
-        raise ConfigurationError(f"model directory {name} does not exist; give --model a local directory or a hub name")
+        raise ConfigurationError(f"model directory {name} does not exist; give {flag} a local directory or a hub name")
     try:
-        student = load_pretrained(name, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        return load_pretrained(name, **kwargs)
     except (OSError, ValueError) as error:
-        raise ConfigurationError(f"cannot load model {name} ({str(error).splitlines()[0]}); give --model a local "
+        raise ConfigurationError(f"cannot load model {name} ({str(error).splitlines()[0]}); give {flag} a local "
                                  "directory, or a hub name where the hub can be reached") from None
-    return student, copy.deepcopy(student), tokenizer
+
+
+def load_models(run: UpstreamArguments, recipe: UpstreamRecipe):
+    """Student, teacher (a copy of the student unless --teacher) and tokenizer."""
+    student = load_model(run.model, recipe)
+    teacher = load_model(run.teacher, recipe, "--teacher") if run.teacher else copy.deepcopy(student)
+    return student, teacher, AutoTokenizer.from_pretrained(run.model)
 
 
 def prune_upstream(run: UpstreamArguments, training_args: TrainingArguments, recipe: UpstreamRecipe) -> dict:
@@ -64,10 +71,10 @@ def prune_upstream(run: UpstreamArguments, training_args: TrainingArguments, rec
     if not (run.train_file or run.dataset_name):
         raise ConfigurationError("no corpus: give --train_file (text, CSV or JSON) or --dataset_name")
     documents = read_documents(run.train_file or run.dataset_name, recipe.data.text_column, run.dataset_config_name)
-    student, teacher, tokenizer = load_models(run.model, recipe)
+    student, teacher, tokenizer = load_models(run, recipe)
     data = recipe.data
     corpus = tokenized_corpus(tokenizer, documents, data.max_seq_length, data.pair_fraction,
-                              data.random_pair_fraction, data.seed)
+                              data.random_pair_fraction, data.seed, data.copy_pair_fraction)
     if run.max_train_samples is not None:
         corpus = corpus.select(range(min(run.max_train_samples, len(corpus))))
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None)
