@@ -255,7 +255,7 @@ class UpstreamPruningTrainer(SparseCheckpointMixin, Trainer):
                                              "pruned weights; set pruning.obs.mask_probability > 0")
                 for name, grad in zip(weights, grads):
                     pending[name].append(grad * self.masks.masks[name].to(grad.device))
-                if len(pending[name]) == GRADIENTS_PER_UPDATE or count == obs.num_grads - 1:
+                if (count + 1) % GRADIENTS_PER_UPDATE == 0 or count == obs.num_grads - 1:
                     for name, fisher in fishers.items():
                         fisher.update(torch.stack(pending[name]))
                         pending[name].clear()
