@@ -46,11 +46,23 @@ from sparse_transfer.reports import write_json_atomic, write_text_atomic
 CORPUS = WORK / "wordnet"
 RECORDS = ROOT / "benchmarks" / "results" / "upstream"
 TABLES = ROOT / "benchmarks" / "results" / "upstream_tables.md"
-UPSTREAM = {  # model name: recipe (every one to 90%) and the model it goes on from (default: the dense MiniLM)
-    "upstream-90-magnitude": ("magnitude_distill", None),
-    "upstream-90-obs": ("obs_distill", None),
-    "upstream-90-magnitude-copy-pairs": ("copy_pairs_continue", "upstream-90-magnitude"),
+UPSTREAM = {  # model name: recipe, the model it goes on from (default: the dense MiniLM), target sparsity
+    "upstream-90-magnitude": ("magnitude_distill", None, 0.9),
+    "upstream-90-obs": ("obs_distill", None, 0.9),
+    "upstream-90-magnitude-copy-pairs": ("copy_pairs_continue", "upstream-90-magnitude", None),
+    "upstream-80-magnitude": ("magnitude_distill", None, 0.8),
 }
+# Ablations of the magnitude recipe at half its steps (600: pruning steps 0, 100, ..., 400, 420), each
+# changing one piece against ablation-baseline; the recipe each ran is written to benchmarks/work/recipes/
+ABLATION_STEPS = {"training": {"max_steps": 600}}
+ABLATIONS = {  # name: what changes in magnitude_distill.yaml
+    "ablation-baseline": {},
+    "ablation-single-segments": {"data": {"pair_fraction": 0.0}},
+    "ablation-no-attention-loss": {"distillation": {"attention": 0.0}},
+    "ablation-no-hidden-loss": {"distillation": {"hidden": 0.0}},
+    "ablation-no-embedding-loss": {"distillation": {"embedding": 0.0}},
+}
+UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in ABLATIONS})
 JOBS = [  # in priority order: what matters most is measured first
     ("dense", "embeddings"), ("oneshot-90", "embeddings"),
     ("dense", "cross_attention"), ("oneshot-90", "cross_attention"),
@@ -80,13 +92,33 @@ def relative(path) -> str:
     return os.path.relpath(path, ROOT)
 
 
+def deep_update(base: dict, changes: dict) -> dict:
+    return {**base, **{key: deep_update(base.get(key, {}), value) if isinstance(value, dict) else value
+                       for key, value in changes.items()}}
+
+
+def recipe_path(name: str) -> str:
+    """recipes/upstream/NAME.yaml, or for an ablation that recipe with its changes, written to the work folder."""
+    recipe = f"recipes/upstream/{UPSTREAM[name][0]}.yaml"
+    if name not in ABLATIONS:
+        return recipe
+    import yaml
+
+    changed = deep_update(yaml.safe_load((ROOT / recipe).read_text()), deep_update(ABLATION_STEPS, ABLATIONS[name]))
+    path = WORK / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**changed, "name": name}, sort_keys=False))
+    return relative(path)
+
+
 def upstream_command(name: str) -> list[str]:
-    recipe, start = UPSTREAM[name]
+    _, start, sparsity = UPSTREAM[name]
     model = ["--model", relative(model_path(start)), "--teacher", relative(dense_model())] if start else \
-        ["--model", relative(dense_model()), "--sparsity", "0.9"]
-    return [sys.executable, "-m", "sparse_transfer.upstream", *model, "--train_file", relative(CORPUS / "train.txt"),
-            "--recipe", f"recipes/upstream/{recipe}.yaml", "--output_dir", relative(WORK / "upstream" / name),
-            "--disable_tqdm", "true"]
+        ["--model", relative(dense_model())]
+    target = ["--sparsity", f"{sparsity:g}"] if sparsity else []
+    return [sys.executable, "-m", "sparse_transfer.upstream", *model, *target, "--train_file",
+            relative(CORPUS / "train.txt"), "--recipe", recipe_path(name), "--output_dir",
+            relative(WORK / "upstream" / name), "--disable_tqdm", "true"]
 
 
 def hybrid_model(name: str) -> str:
@@ -134,6 +166,7 @@ def upstream_summary(name: str) -> dict:
     out = WORK / "upstream" / name
     results = json.loads((out / "upstream_results.json").read_text())
     return {**results, "seconds_per_1000_steps": 1000 * results["train_runtime_s"] / results["steps"],
+            "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"), "changes": ABLATIONS.get(name),
             "command": " ".join(upstream_command(name)[1:])}
 
 
