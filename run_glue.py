@@ -5,6 +5,8 @@
     accelerate launch run_glue.py --task rte --grid                      # the paper's 6-run grid
     python run_glue.py --task mrpc --data_dir ../shared/data/glue --model_name_or_path DIR
     python run_glue.py args.yaml                                         # every argument from one file
+    python run_glue.py --train_file train.csv --validation_file dev.csv  # your own task
+    python run_glue.py --task sst2 --data_dir glue --do_predict          # + predictions/SST-2.tsv
 
 Every `TrainingArguments` flag passes through. Precedence: command line (or the
 arguments file) > the recipe's `training:` section > this script's defaults.
@@ -30,13 +32,15 @@ from transformers import (
 )
 
 from sparse_transfer import SparseTransferTrainer
-from sparse_transfer.arguments import as_argv, read_arguments_file, with_defaults
+from sparse_transfer.arguments import as_argv, given_flags, read_arguments_file, with_defaults
 from sparse_transfer.checkpoints import resume_point
 from sparse_transfer.errors import ConfigurationError, exit_status
-from sparse_transfer.glue import get_task
-from sparse_transfer.glue.data import load_glue, tokenize
-from sparse_transfer.glue.metrics import metrics_function
+from sparse_transfer.glue.custom import resolve_task
+from sparse_transfer.glue.data import load_glue, load_test, tokenize
+from sparse_transfer.glue.metrics import metrics_function, per_class_report
+from sparse_transfer.glue.predictions import write_own_predictions, write_submission
 from sparse_transfer.grid import grid_runs, parse_epochs, summarize, summary_markdown
+from sparse_transfer.hub import is_hub_name, load_or_explain, require_hub
 from sparse_transfer.recipes import RECIPE_DIR, load_recipe
 from sparse_transfer.reports import (
     best_and_final,
@@ -47,6 +51,7 @@ from sparse_transfer.reports import (
     write_json_atomic,
     write_text_atomic,
 )
+from sparse_transfer.verdict import loss_key, training_verdict
 
 DEFAULT_MODEL = "neuralmagic/oBERT-12-upstream-pruned-unstructured-90-v2"
 RESULTS_NAME = "eval_results.json"
@@ -64,10 +69,20 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    task: str = field(metadata={"help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli or rte"})
+    task: str | None = field(default=None, metadata={"help": "cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, or "
+                                                              "custom (the default with --train_file)"})
     data_dir: str | None = field(default=None, metadata={"help": "directory in the original GLUE TSV layout"})
-    train_file: str | None = field(default=None, metadata={"help": "CSV/JSON/TSV with the hub's columns"})
-    validation_file: str | None = field(default=None, metadata={"help": "CSV/JSON/TSV with the hub's columns"})
+    train_file: str | None = field(default=None, metadata={"help": "CSV/JSON/TSV: a GLUE task's hub columns, or "
+                                                                    "your own task's text and label columns"})
+    validation_file: str | None = field(default=None, metadata={"help": "CSV/JSON/TSV, columns as --train_file"})
+    test_file: str | None = field(default=None, metadata={"help": "rows to predict with --do_predict (default: "
+                                                                   "the GLUE test files in --data_dir)"})
+    text_columns: str | None = field(default=None, metadata={"help": "own task: one or two text columns, a,b "
+                                                                      "(default: sentence, text or sentence1,sentence2)"})
+    label_column: str = field(default="label", metadata={"help": "own task: the label column"})
+    problem_type: str | None = field(default=None, metadata={"help": "own task: regression or "
+                                                                      "single_label_classification (default: "
+                                                                      "regression for float labels)"})
     max_seq_length: int = field(default=128)
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
@@ -100,8 +115,11 @@ def parse_arguments(argv: list[str]):
     if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = read_arguments_file(argv[0])
     parser = HfArgumentParser((ModelArguments, DataArguments, SparseTransferArguments, TrainingArguments))
-    _, data_args, st_args, _ = parser.parse_args_into_dataclasses(args=argv)
-    task = get_task(data_args.task)
+    model_args, data_args, st_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    task = resolve_task(data_args.task, data_args.train_file, data_args.text_columns, data_args.label_column,
+                        data_args.problem_type, model_args.cache_dir)
+    if "metric_for_best_model" in given_flags(argv):
+        task = task.with_main_metric(training_args.metric_for_best_model)
     recipe = load_recipe(st_args.recipe)
     defaults = {**script_defaults(task.name, recipe.name), **recipe.training}
     defaults["metric_for_best_model"] = main_metric_key(task).removeprefix("eval_")
@@ -115,8 +133,19 @@ def main_metric_key(task) -> str:
     return prefix + task.main_metric
 
 
+def check_hub(model_args: ModelArguments, data_args: DataArguments, task) -> None:
+    """Fail in seconds, with the offline flags, when what the run needs is on an unreachable hub."""
+    wanted = [f"model {name}" for name in {model_args.model_name_or_path, model_args.tokenizer_name}
+              if is_hub_name(name)]
+    if not (data_args.data_dir or data_args.train_file or task.custom):
+        wanted.append(f"dataset nyu-mll/glue ({task.name})")
+    require_hub(wanted, "--model_name_or_path DIR and --data_dir DIR (GLUE TSVs) or --train_file FILE "
+                        "--validation_file FILE")
+
+
 def load_model(model_args: ModelArguments, task):
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    config = load_or_explain(lambda name: AutoConfig.from_pretrained(name, cache_dir=model_args.cache_dir),
+                             model_args.model_name_or_path, "--model_name_or_path")
     has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     if has_head and config.num_labels != task.num_labels and not model_args.ignore_mismatched_sizes:
         raise ConfigurationError(
@@ -158,9 +187,13 @@ def train_and_report(model_args, data_args, training_args, task, recipe, overwri
     """One fine-tuning run: train, evaluate every epoch, write every output file."""
     output_dir = training_args.output_dir
     checkpoint = resume_point(output_dir, overwrite, training_args.resume_from_checkpoint, RESULTS_NAME)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path,
-                                              cache_dir=model_args.cache_dir)
+    tokenizer = load_or_explain(lambda name: AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir),
+                                model_args.tokenizer_name or model_args.model_name_or_path,
+                                "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path")
     train, evaluation = prepare_data(model_args, data_args, task, tokenizer)
+    # read before training: a missing test file must not wait for the end of a long run
+    test = load_test(task, data_args.data_dir, data_args.test_file, model_args.cache_dir) \
+        if training_args.do_predict else {}
     model = load_model(model_args, task)
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None)
     trainer = SparseTransferTrainer(
@@ -172,18 +205,29 @@ def train_and_report(model_args, data_args, training_args, task, recipe, overwri
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()  # the best epoch's model, its sparsity report and the resolved recipe
     trainer.save_state()
+    # every process takes part in predict (it gathers across them); the best epoch's model is loaded
+    per_class = {} if task.is_regression else {
+        split: per_class_report(task, *label_predictions(trainer, dataset))
+        for split, dataset in (evaluation.items() if isinstance(evaluation, dict) else [("validation", evaluation)])}
+    test_logits = {split: trainer.predict(prediction_input(rows, task, tokenizer, data_args)).predictions
+                   for split, rows in test.items()}
     if not trainer.is_world_process_zero():
         return {}
 
     metric_key = main_metric_key(task)
     rows = epoch_rows(trainer.state.log_history)
     best, final = best_and_final(rows, metric_key)
+    verdict = training_verdict(rows, metric_key, loss_key(metric_key, task.main_metric))
     report = trainer.sparsity_report()
+    prediction_files = [write_own_predictions(task, test[split], logits, output_dir) if task.custom
+                        else write_submission(task, split, logits, output_dir) for split, logits in test_logits.items()]
     results = {
         "task": task.name, "recipe": trainer.recipe.name, "model": model_args.model_name_or_path,
-        "main_metric": metric_key, "best": best, "final": final,
+        "main_metric": metric_key, "best": best, "final": final, "verdict": verdict,
         "sparsity": report["global_sparsity"], "mask_violations": report["mask_violations"],
         "train_runtime_s": train_result.metrics.get("train_runtime"),
+        **({"labels": list(task.label_names), "per_class": per_class} if per_class else {}),
+        **({"predictions": [os.path.relpath(path, output_dir) for path in prediction_files]} if test else {}),
     }
     factor = trainer.lr_scheduler.lr_lambdas[0]
     lr_per_step = [training_args.learning_rate * factor(step) for step in range(trainer.state.max_steps)]
@@ -196,11 +240,26 @@ def train_and_report(model_args, data_args, training_args, task, recipe, overwri
     write_json_atomic(os.path.join(output_dir, RESULTS_NAME), results)  # last: marks the run finished
     print(markdown_table(
         ["task", "recipe", "best epoch", f"best {task.main_metric}", f"final {task.main_metric}", "sparsity",
-         "violations"],
+         "violations", "verdict"],
         [[task.name, trainer.recipe.name, best["epoch"], best[metric_key], final[metric_key],
-          f"{100 * report['global_sparsity']:.2f}%", report["mask_violations"]]],
+          f"{100 * report['global_sparsity']:.2f}%", report["mask_violations"], verdict["verdict"]]],
     ))
+    print(f"verdict: {verdict['verdict']} ({verdict['advice']})")
+    for path in prediction_files:
+        print(f"predictions: {path}")
     return results
+
+
+def label_predictions(trainer, dataset):
+    output = trainer.predict(dataset)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return logits, output.label_ids
+
+
+def prediction_input(rows, task, tokenizer, data_args):
+    """Test rows tokenized as training rows are, without any label column (test files may carry one)."""
+    rows = rows.remove_columns([c for c in rows.column_names if c in ("label", task.label_column, "idx")])
+    return tokenize(rows, tokenizer, task, data_args.max_seq_length, data_args.overwrite_cache)
 
 
 def without_flags(argv: list[str], flags: set[str]) -> list[str]:
@@ -232,7 +291,7 @@ def run_grid(model_args, st_args, training_args, task, recipe, argv) -> dict:
     dropouts = recipe.grid.dropout if st_args.grid else [model_args.dropout]
     root = training_args.output_dir
     base = without_flags(argv, {"grid", "sweep_epochs", "output_dir", "learning_rate", "dropout", "num_train_epochs"})
-    results, commands = {}, {}
+    results, commands, verdicts = {}, {}, {}
     for run in grid_runs(learning_rates, dropouts, epochs):
         run_dir = os.path.join(root, run.name)
         run_argv = base + as_argv({**run.overrides, "output_dir": run_dir})
@@ -246,10 +305,12 @@ def run_grid(model_args, st_args, training_args, task, recipe, argv) -> dict:
             train_and_report(run_model_args, run_data_args, run_training_args, task, recipe,
                              run_st_args.overwrite_output_dir)
         if os.path.exists(finished):
-            results[run.name] = json.loads(Path(finished).read_text())["best"][main_metric_key(task)]
+            run_results = json.loads(Path(finished).read_text())
+            results[run.name] = run_results["best"][main_metric_key(task)]
+            verdicts[run.name] = run_results.get("verdict", {}).get("verdict")
     if training_args.process_index != 0:
         return {}
-    summary = summarize(results, main_metric_key(task), recipe.grid.top_k, commands)
+    summary = summarize(results, main_metric_key(task), recipe.grid.top_k, commands, verdicts)
     write_json_atomic(os.path.join(root, "grid_summary.json"), summary)
     markdown = summary_markdown(summary, f"{task.name} / {recipe.name}: grid of {len(results)} runs")
     write_text_atomic(os.path.join(root, "grid_summary.md"), markdown)
@@ -262,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         model_args, data_args, st_args, training_args, task, recipe, arguments = parse_arguments(argv)
+        check_hub(model_args, data_args, task)
         st_args.grid = st_args.grid or recipe.grid.enabled
         if st_args.grid or st_args.sweep_epochs:
             run_grid(model_args, st_args, training_args, task, recipe, arguments)

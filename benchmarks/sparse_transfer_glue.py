@@ -86,10 +86,12 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
     results = json.loads((out / "eval_results.json").read_text())
     all_results = json.loads((out / "all_results.json").read_text())
     return {
-        "best": results["best"], "final": results["final"],
+        "best": results["best"], "final": results["final"], "verdict": results.get("verdict"),
         "sparsity": results["sparsity"], "mask_violations": results["mask_violations"],
         "train_runtime_s": all_results["train_runtime"],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        # two runs may share the machine, one thread each: their wall times are not comparable to a lone run's
+        "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
     }
 

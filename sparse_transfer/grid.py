@@ -47,13 +47,15 @@ def parse_epochs(text: str) -> list[int]:
     return values
 
 
-def summarize(results: dict[str, float], metric: str, top_k: int = 2, commands: dict[str, str] | None = None) -> dict:
-    """Every run's main metric, the best run, and mean / std of the `top_k` best."""
+def summarize(results: dict[str, float], metric: str, top_k: int = 2, commands: dict[str, str] | None = None,
+              verdicts: dict[str, str | None] | None = None) -> dict:
+    """Every run's main metric (and training verdict), the best run, and mean / std of the `top_k` best."""
     ranked = sorted(results.items(), key=lambda item: -item[1])
     top = [value for _, value in ranked[:top_k]]
     return {
         "metric": metric,
-        "runs": {name: {"value": value, "command": (commands or {}).get(name)} for name, value in results.items()},
+        "runs": {name: {"value": value, "verdict": (verdicts or {}).get(name), "command": (commands or {}).get(name)}
+                 for name, value in results.items()},
         "best_run": ranked[0][0] if ranked else None,
         "best_value": ranked[0][1] if ranked else None,
         "top_k": top_k,
@@ -64,9 +66,11 @@ def summarize(results: dict[str, float], metric: str, top_k: int = 2, commands: 
 
 
 def summary_markdown(summary: dict, title: str) -> str:
-    rows = [[name, entry["value"], "yes" if name in summary["top_k_runs"] else "", f"`{entry['command']}`"]
+    rows = [[name, entry["value"], "yes" if name in summary["top_k_runs"] else "", entry.get("verdict") or "",
+             f"`{entry['command']}`"]
             for name, entry in sorted(summary["runs"].items(), key=lambda item: -item[1]["value"])]
-    text = f"# {title}\n\n" + markdown_table(["run", summary["metric"], f"top {summary['top_k']}", "command"], rows)
+    text = f"# {title}\n\n" + markdown_table(
+        ["run", summary["metric"], f"top {summary['top_k']}", "verdict", "command"], rows)
     text += (f"\nBest: {summary['best_run']} ({summary['best_value']:.4f}). "
              f"Mean of the {summary['top_k']} best: {summary['top_k_mean']:.4f} "
              f"± {summary['top_k_std']:.4f} (population std).\n")

@@ -32,7 +32,7 @@ def load_glue(
     cache_dir: str | None = None,
 ) -> DatasetDict:
     """Splits `train` and the task's evaluation splits, with the hub's features."""
-    if train_file or validation_file:
+    if train_file or validation_file or task.custom:
         return _load_files(task, train_file, validation_file, cache_dir)
     if data_dir:
         return _load_glue_tsv(task, data_dir, cache_dir)
@@ -80,25 +80,92 @@ def _tsv_header(path: str) -> list[str]:
         return next(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), [])
 
 
+FILE_KINDS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json"}  # extension -> datasets builder
+FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
+
+
+def read_table_files(files: dict[str, str], cache_dir: str | None = None) -> DatasetDict:
+    """CSV, TSV or JSON(L) files with a header (split -> path), all of one kind, each checked
+    for existence, format and at least one row (one-line errors naming the file and flag)."""
+    kinds = set()
+    for split, path in files.items():
+        flag = FLAGS.get(split, split)
+        if not os.path.isfile(path):
+            raise GlueDataError(f"{flag} {path} does not exist")
+        extension = path.rsplit(".", 1)[-1].lower()
+        if extension not in FILE_KINDS:
+            raise GlueDataError(f"{flag} {path} is not a .csv, .tsv, .json or .jsonl file; convert it to one of those")
+        lines = _first_lines(path, 2)
+        if not lines:
+            raise GlueDataError(f"{flag} {path} is empty; it needs a header and at least one example")
+        if FILE_KINDS[extension] == "csv" and len(lines) < 2:
+            raise GlueDataError(f"{flag} {path} has a header but no examples")
+        kinds.add(extension)
+    if len(kinds) != 1:
+        raise GlueDataError(f"{', '.join(FLAGS.get(s, s) for s in files)} must be files of one kind, got "
+                            f"{', '.join(sorted(kinds))}")
+    (extension,) = kinds
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if extension == "tsv" else {}
+    if FILE_KINDS[extension] == "csv":
+        options["keep_default_na"] = False  # "NA" and "null" are words here, not missing values
+    try:
+        raw = load_dataset(FILE_KINDS[extension], data_files=files, cache_dir=cache_dir, **options)
+    except Exception as error:  # pyarrow and pandas raise many kinds for a malformed file
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise GlueDataError(f"cannot read {', '.join(files.values())} as {extension} ({message}); "
+                            "check the file's format and header") from None
+    return raw
+
+
+def _first_lines(path: str, count: int) -> list[str]:
+    """Up to `count` non-blank lines from the start of the file."""
+    lines = []
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                lines.append(line)
+                if len(lines) == count:
+                    break
+    return lines
+
+
 def _load_files(task: GlueTask, train_file: str | None, validation_file: str | None, cache_dir) -> DatasetDict:
     if not (train_file and validation_file):
         raise GlueDataError("give both --train_file and --validation_file (CSV, JSON or TSV)")
-    files = {"train": train_file, task.eval_splits[0]: validation_file}
-    extensions = set()
-    for path in files.values():
-        if not os.path.isfile(path):
-            raise GlueDataError(f"missing file {path}")
-        extensions.add(path.rsplit(".", 1)[-1].lower())
-    if len(extensions) != 1 or not extensions <= {"csv", "json", "jsonl", "tsv"}:
-        raise GlueDataError(f"--train_file and --validation_file must both be .csv, .json(l) or .tsv, got {extensions}")
-    (extension,) = extensions
-    if extension in ("json", "jsonl"):
-        raw = load_dataset("json", data_files=files, cache_dir=cache_dir)
+    raw = read_table_files({"train": train_file, "validation": validation_file}, cache_dir)
+    raw = DatasetDict({"train": raw["train"], task.eval_splits[0]: raw["validation"]})
+    columns = {c: c for c in task.text_columns} | {"label": task.label_column}
+    return _to_hub_format(task, raw, columns, source=f"{train_file}, {validation_file}")
+
+
+def load_test(task: GlueTask, data_dir: str | None = None, test_file: str | None = None,
+              cache_dir: str | None = None) -> DatasetDict:
+    """Unlabelled rows to predict (split -> rows, every column of the file kept, text
+    columns named as the task names them): --test_file, or the GLUE test TSVs in --data_dir."""
+    if test_file:
+        raw = read_table_files({"test": test_file}, cache_dir)
+        splits, columns, source = {"test": raw["test"]}, {c: c for c in task.text_columns}, test_file
+    elif data_dir and task.tsv:
+        splits = {}
+        for split, (filename, _) in task.tsv.test_files().items():
+            path = os.path.join(data_dir, task.tsv.directory, filename)
+            if not os.path.isfile(path):
+                raise GlueDataError(f"--do_predict needs {path} (the GLUE test file) or --test_file FILE")
+            header = _tsv_header(path)
+            splits[split] = load_dataset(
+                "csv", data_files={"train": path}, split="train", delimiter="\t", quoting=csv.QUOTE_NONE,
+                keep_default_na=False, encoding="utf-8-sig", features=Features({name: Value("string") for name in header}),
+                cache_dir=cache_dir)
+        columns, source = task.tsv.test_column_map(), os.path.join(data_dir, task.tsv.directory)
     else:
-        raw = load_dataset("csv", data_files=files, cache_dir=cache_dir, keep_default_na=False,
-                           **({"delimiter": "\t", "quoting": csv.QUOTE_NONE} if extension == "tsv" else {}))
-    columns = {c: c for c in (*task.text_columns, "label")}
-    return _to_hub_format(task, raw, columns, source=", ".join(files.values()))
+        raise GlueDataError("--do_predict needs --test_file FILE, or --data_dir with the GLUE test files")
+    for split, dataset in splits.items():
+        missing = [src for src in columns.values() if src not in dataset.column_names]
+        if missing:
+            raise GlueDataError(f"test data in {source} has no column {missing[0]!r} needed by task {task.name} "
+                                f"(it has {', '.join(dataset.column_names)})")
+        splits[split] = dataset.rename_columns({src: hub for hub, src in columns.items() if src != hub})
+    return DatasetDict(splits)
 
 
 def _to_hub_format(task: GlueTask, raw: DatasetDict, columns: dict[str, str], source: str) -> DatasetDict:
@@ -108,7 +175,7 @@ def _to_hub_format(task: GlueTask, raw: DatasetDict, columns: dict[str, str], so
         if missing:
             raise GlueDataError(
                 f"{split} data in {source} has no column {missing[0]!r} needed by task {task.name} "
-                f"(it has {', '.join(dataset.column_names)})"
+                f"(it has {', '.join(dataset.column_names)}); rename it, or set --text_columns / --label_column"
             )
     label_column = columns["label"]
 
@@ -137,6 +204,9 @@ def _label(task: GlueTask, value, source: str):
             raise GlueDataError(f"label {text!r} in {source} is not a number, as task {task.name} needs") from None
     if text in task.label_names:
         return task.label_names.index(text)
+    if task.custom:
+        raise GlueDataError(f"label {text!r} in {source} is not among the training file's labels "
+                            f"({', '.join(task.label_names)}); every label must occur in --train_file")
     if text.isdigit() and int(text) < task.num_labels:
         return int(text)
     raise GlueDataError(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from sklearn.metrics import accuracy_score, classification_report, f1_score, matthews_corrcoef
 
 from .tasks import GlueTask
 
 _METRICS = {
     "accuracy": lambda p, y: accuracy_score(y, p),
     "f1": lambda p, y: f1_score(y, p),  # positive class 1 (equivalent / duplicate)
+    "f1_macro": lambda p, y: f1_score(y, p, average="macro"),  # own tasks: every class counts alike
     "matthews_correlation": lambda p, y: matthews_corrcoef(y, p),
     "pearson": lambda p, y: pearsonr(p, y)[0],
     "spearmanr": lambda p, y: spearmanr(p, y)[0],
@@ -26,6 +27,13 @@ def glue_metrics(task: GlueTask, predictions: np.ndarray, labels: np.ndarray) ->
         predictions = predictions.argmax(axis=-1)
     labels = np.asarray(labels).reshape(-1)
     return {name: float(_METRICS[name](predictions, labels)) for name in task.metrics}
+
+
+def per_class_report(task: GlueTask, logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Precision, recall, F1 and support of every class, by label name (classification only)."""
+    predictions = np.asarray(logits).argmax(axis=-1)
+    return classification_report(np.asarray(labels).reshape(-1), predictions, labels=list(range(task.num_labels)),
+                                 target_names=list(task.label_names), output_dict=True, zero_division=0)
 
 
 def metrics_function(task: GlueTask):

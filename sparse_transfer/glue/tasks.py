@@ -3,7 +3,7 @@ original TSV layout of each task, and the metrics GLUE reports for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ConfigurationError
 
@@ -21,17 +21,32 @@ class TsvLayout:
     splits: dict[str, str]  # hub split -> file name
     columns: dict[str, str | int]  # hub column -> TSV column
     header: bool = True
+    # test split -> (file, name of the prediction file a GLUE submission expects); test files always have a header
+    test_splits: dict[str, tuple[str, str]] | None = None
+    test_columns: dict[str, str] | None = None  # hub text column -> test TSV column, when not as in `columns`
+    numeric_labels: bool = False  # the original files write labels as 0/1 (CoLA, SST-2, MRPC, QQP), not as names
+
+    def test_files(self) -> dict[str, tuple[str, str]]:
+        return self.test_splits or {"test": ("test.tsv", self.directory)}
+
+    def test_column_map(self) -> dict[str, str | int]:
+        return self.test_columns or {hub: src for hub, src in self.columns.items() if hub != "label"}
 
 
 @dataclass(frozen=True)
 class GlueTask:
+    """A GLUE task, or a user's own task read from files (`custom`: no TSV layout,
+    labels exactly the training file's, see `custom.py`)."""
+
     name: str
     text_columns: tuple[str, ...]
     label_names: tuple[str, ...] | None  # None: regression (STS-B)
     metrics: tuple[str, ...]
     main_metric: str
-    tsv: TsvLayout
+    tsv: TsvLayout | None
     eval_splits: tuple[str, ...] = ("validation",)
+    label_column: str = "label"
+    custom: bool = False
 
     @property
     def is_regression(self) -> bool:
@@ -40,6 +55,15 @@ class GlueTask:
     @property
     def num_labels(self) -> int:
         return 1 if self.is_regression else len(self.label_names)
+
+    def with_main_metric(self, metric: str) -> GlueTask:
+        """The task ranked by another of its metrics (`--metric_for_best_model`)."""
+        metric = metric.removeprefix("eval_")
+        if metric not in self.metrics:
+            raise ConfigurationError(
+                f"--metric_for_best_model {metric} is not a metric of task {self.name}; choose one of "
+                f"{', '.join(self.metrics)}")
+        return replace(self, main_metric=metric)
 
 
 def _pair(first: str, second: str) -> dict[str, str]:
@@ -52,16 +76,18 @@ TASKS: dict[str, GlueTask] = {
         GlueTask(
             "cola", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",), "matthews_correlation",
             TsvLayout("CoLA", {"train": "train.tsv", "validation": "dev.tsv"},
-                      {"sentence": 3, "label": 1}, header=False),
+                      {"sentence": 3, "label": 1}, header=False, test_columns={"sentence": "sentence"},
+                      numeric_labels=True),
         ),
         GlueTask(
             "sst2", ("sentence",), ("negative", "positive"), ("accuracy",), "accuracy",
-            TsvLayout("SST-2", {"train": "train.tsv", "validation": "dev.tsv"}, {"sentence": "sentence", "label": "label"}),
+            TsvLayout("SST-2", {"train": "train.tsv", "validation": "dev.tsv"}, {"sentence": "sentence", "label": "label"},
+                      numeric_labels=True),
         ),
         GlueTask(
             "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("f1", "accuracy"), "f1",
             TsvLayout("MRPC", {"train": "train.tsv", "validation": "dev.tsv"},
-                      {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}),
+                      {"sentence1": "#1 String", "sentence2": "#2 String", "label": "Quality"}, numeric_labels=True),
         ),
         GlueTask(
             "stsb", ("sentence1", "sentence2"), None, ("pearson", "spearmanr"), "pearson",
@@ -71,13 +97,15 @@ TASKS: dict[str, GlueTask] = {
         GlueTask(
             "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1"), "accuracy",
             TsvLayout("QQP", {"train": "train.tsv", "validation": "dev.tsv"},
-                      {"question1": "question1", "question2": "question2", "label": "is_duplicate"}),
+                      {"question1": "question1", "question2": "question2", "label": "is_duplicate"}, numeric_labels=True),
         ),
         GlueTask(
             "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",), "accuracy",
             TsvLayout("MNLI", {"train": "train.tsv", "validation_matched": "dev_matched.tsv",
                                "validation_mismatched": "dev_mismatched.tsv"},
-                      {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"}),
+                      {"premise": "sentence1", "hypothesis": "sentence2", "label": "gold_label"},
+                      test_splits={"test_matched": ("test_matched.tsv", "MNLI-m"),
+                                   "test_mismatched": ("test_mismatched.tsv", "MNLI-mm")}),
             eval_splits=("validation_matched", "validation_mismatched"),
         ),
         GlueTask(

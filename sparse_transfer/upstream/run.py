@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArgumen
 
 from ..checkpoints import resume_point
 from ..errors import ConfigurationError
+from ..hub import is_hub_name, load_or_explain, require_hub
 from ..prune import load_pretrained
 from ..reports import markdown_table, plot_steps, step_rows, write_csv, write_json_atomic
 from .data import read_documents, tokenized_corpus
@@ -49,13 +50,7 @@ def script_defaults(recipe: UpstreamRecipe) -> dict:
 
 def load_model(name: str, recipe: UpstreamRecipe, flag: str = "--model"):
     kwargs = {"attn_implementation": "eager"} if recipe.distillation.attention else {}
-    if os.path.sep in name and not os.path.isdir(name):
-        raise ConfigurationError(f"model directory {name} does not exist; give {flag} a local directory or a hub name")
-    try:
-        return load_pretrained(name, **kwargs)
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(f"cannot load model {name} ({str(error).splitlines()[0]}); give {flag} a local "
-                                 "directory, or a hub name where the hub can be reached") from None
+    return load_or_explain(lambda path: load_pretrained(path, **kwargs), name, flag)
 
 
 def load_models(run: UpstreamArguments, recipe: UpstreamRecipe):
@@ -70,6 +65,9 @@ def prune_upstream(run: UpstreamArguments, training_args: TrainingArguments, rec
     checkpoint = resume_point(output_dir, run.overwrite_output_dir, training_args.resume_from_checkpoint, RESULTS_NAME)
     if not (run.train_file or run.dataset_name):
         raise ConfigurationError("no corpus: give --train_file (text, CSV or JSON) or --dataset_name")
+    wanted = [f"{flag[2:]} {name}" for flag, name in (("--model", run.model), ("--teacher", run.teacher),
+                                                      ("--dataset_name", run.dataset_name)) if is_hub_name(name)]
+    require_hub(wanted, "--model DIR and --train_file corpus.txt")
     documents = read_documents(run.train_file or run.dataset_name, recipe.data.text_column, run.dataset_config_name)
     student, teacher, tokenizer = load_models(run, recipe)
     data = recipe.data
