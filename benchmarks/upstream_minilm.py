@@ -13,6 +13,7 @@ an interrupted upstream run resumes from its checkpoint):
                           of an STS-B dev pair read as one input (how a cross-encoder compares them)
   stsb_gradual_unfreeze   run_glue.py, STS-B, recipes/gradual_unfreeze.yaml, LR 2e-4, seed 0
   stsb_dense_transfer     run_glue.py, STS-B, recipes/dense_transfer.yaml, LR 2e-4, seed 0
+  stsb_extended_dense_transfer   the same with recipes/extended_dense_transfer.yaml (8 epochs)
   cola_dense_transfer     run_glue.py, CoLA, recipes/dense_transfer.yaml, LR 2e-4 (dense: 1e-4), seed 0
   stsb_one_epoch          run_glue.py, STS-B, dense-transfer recipe for 1 epoch, LR 2e-4: the quick pair probe
 
@@ -33,6 +34,7 @@ The STS-B runs of the dense and one-shot models are the records of sparse_transf
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -75,6 +77,7 @@ JOBS = [  # in priority order: what matters most is measured first
 ]
 GLUE_JOBS = {"stsb_gradual_unfreeze": ("stsb", "gradual_unfreeze", ()),
              "stsb_dense_transfer": ("stsb", "dense_transfer", ()),
+             "stsb_extended_dense_transfer": ("stsb", "extended_dense_transfer", ()),
              "cola_dense_transfer": ("cola", "dense_transfer", ()),
              "stsb_one_epoch": ("stsb", "dense_transfer", ("--num_train_epochs", "1"))}
 HYBRID_SOURCE = "upstream-90-magnitude"
@@ -230,18 +233,37 @@ def score(entry: dict | None, metric: str, which: str = "best") -> str:
     return f"{100 * entry[which][metric]:.1f}" if entry else "not run"
 
 
+STSB_METHODS = {"stsb_gradual_unfreeze": "gradual unfreezing", "stsb_dense_transfer": "dense transfer",
+                "stsb_extended_dense_transfer": "extended dense transfer"}
+
+
+def pearson_pair(entry: dict | None) -> str:
+    return f"{score(entry, 'eval_pearson')} / {score(entry, 'eval_pearson', 'final')}" if entry else "not run"
+
+
+def epoch_scores(name: str, evaluation: str, metric: str) -> str | None:
+    """The run's main metric at every epoch, from its run directory (kept under benchmarks/work/)."""
+    path = WORK / "upstream_eval" / f"{name}_{evaluation}" / "epoch_metrics.csv"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return " ".join(f"{100 * float(row[metric]):.1f}" for row in csv.DictReader(f))
+
+
 def report() -> str:
-    records = {name: load_record(name) for name in ("dense", "oneshot-90", *UPSTREAM)}
+    main_models = ("dense", "oneshot-90", *(name for name in UPSTREAM if name not in ABLATIONS))
+    records = {name: load_record(name) for name in main_models}
     # STS-B of the dense and one-shot models: sparse_transfer_glue.py's runs (same command, LR and seed)
     records["dense"].setdefault("stsb_dense_transfer", glue_record("stsb", "dense_reference", DENSE_LR))
     records["oneshot-90"].setdefault("stsb_dense_transfer", glue_record("stsb", "dense_transfer", SPARSE_LR))
     records["oneshot-90"].setdefault("stsb_gradual_unfreeze", glue_record("stsb", "gradual_unfreeze", SPARSE_LR))
+    records["oneshot-90"].setdefault("stsb_extended_dense_transfer", glue_record("stsb", "extended_dense", SPARSE_LR))
     lines = ["| model | sparsity | violations | embedding cosine to dense | zero-shot STS-B Spearman | "
-             "STS-B Pearson, gradual unfreezing (best / final) | STS-B Pearson, dense transfer (best / final) | "
-             "CoLA MCC, dense transfer (best / final) | s per 1000 upstream steps |", "|---|" + "---|" * 8]
+             + " | ".join(f"STS-B Pearson, {method} (best / final)" for method in STSB_METHODS.values())
+             + " | CoLA MCC, dense transfer (best / final) | s per 1000 upstream steps |", "|---|" + "---|" * 9]
     for name, record in records.items():
         upstream, embeddings = record.get("upstream"), record.get("embeddings")
-        stsb = [record.get("stsb_gradual_unfreeze"), record.get("stsb_dense_transfer")]
+        stsb = [record.get(evaluation) for evaluation in STSB_METHODS]
         cola = record.get("cola_dense_transfer")
         sparse_entry = next((e for e in (*stsb, cola) if e), None)
         sparsity = (f"{100 * upstream['sparsity']:.2f}%" if upstream else
@@ -251,11 +273,30 @@ def report() -> str:
             f"| {name}", sparsity, str(violations),
             f"{embeddings['fidelity_cosine']:.3f}" if embeddings else "not run",
             f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run",
-            *[f"{score(e, 'eval_pearson')} / {score(e, 'eval_pearson', 'final')}" if e else "not run" for e in stsb],
+            *[pearson_pair(entry) for entry in stsb],
             f"{score(cola, 'eval_matthews_correlation')} / {score(cola, 'eval_matthews_correlation', 'final')}"
             if cola else "not run",
             f"{upstream['seconds_per_1000_steps']:.0f}" if upstream else "",
         ]) + " |")
+    curves = [(name, method, epoch_scores(name, evaluation, "eval_pearson")) for name in records
+              for evaluation, method in STSB_METHODS.items()]
+    lines += ["", "STS-B dev Pearson at every epoch (runs whose directory is kept):", "",
+              "| model | recipe | Pearson per epoch |", "|---|---|---|"]
+    lines += [f"| {name} | {method} | {scores} |" for name, method, scores in curves if scores]
+    lines += ["", f"Ablations of recipes/upstream/magnitude_distill.yaml at {ABLATION_STEPS['training']['max_steps']} "
+              "steps (to 90%, each changing one piece):", "",
+              "| ablation | change | embedding cosine to dense | zero-shot STS-B Spearman | final loss terms | "
+              "s per 1000 steps |", "|---|---|---|---|---|---|"]
+    for name, changes in ABLATIONS.items():
+        record = load_record(name)
+        upstream, embeddings = record.get("upstream"), record.get("embeddings")
+        if not embeddings:
+            lines.append(f"| {name} | `{json.dumps(changes)}` | not run | not run | | |")
+            continue
+        terms = ", ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in upstream["final_loss_terms"].items())
+        lines.append(f"| {name} | `{json.dumps(changes)}` | {embeddings['fidelity_cosine']:.3f} | "
+                     f"{embeddings['zero_shot_stsb_spearman']:.1f} | {terms} | "
+                     f"{upstream['seconds_per_1000_steps']:.0f} |")
     lines += ["", "Attention across the two sentences of 500 STS-B dev pairs, per block (heads averaged): the share "
               "a token gives to the other sentence / the share it gives to copies of itself in the other sentence:",
               "", "| model | " + " | ".join(f"block {i}" for i in range(6)) + " |", "|---|" + "---|" * 6]
