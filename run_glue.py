@@ -94,6 +94,8 @@ class SparseTransferArguments:
     recipe: str = field(default=str(RECIPE_DIR / "gradual_unfreeze.yaml"), metadata={"help": "YAML recipe"})
     grid: bool = field(default=False, metadata={"help": "run the recipe's LR x dropout grid"})
     sweep_epochs: str | None = field(default=None, metadata={"help": "dense recipes rescaled to these epochs: 1-7"})
+    teacher: str | None = field(default=None, metadata={"help": "distill from this dense model fine-tuned on the "
+                                                                 "task (the recipe's distillation.teacher)"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "replace results already in output_dir"})
 
 
@@ -133,9 +135,9 @@ def main_metric_key(task) -> str:
     return prefix + task.main_metric
 
 
-def check_hub(model_args: ModelArguments, data_args: DataArguments, task) -> None:
+def check_hub(model_args: ModelArguments, data_args: DataArguments, st_args, task) -> None:
     """Fail in seconds, with the offline flags, when what the run needs is on an unreachable hub."""
-    wanted = [f"model {name}" for name in {model_args.model_name_or_path, model_args.tokenizer_name}
+    wanted = [f"model {name}" for name in {model_args.model_name_or_path, model_args.tokenizer_name, st_args.teacher}
               if is_hub_name(name)]
     if not (data_args.data_dir or data_args.train_file or task.custom):
         wanted.append(f"dataset nyu-mll/glue ({task.name})")
@@ -183,10 +185,11 @@ def prepare_data(model_args, data_args, task, tokenizer):
     return train, (evaluation["validation"] if "validation" in evaluation else evaluation)
 
 
-def train_and_report(model_args, data_args, training_args, task, recipe, overwrite: bool) -> dict:
+def train_and_report(model_args, data_args, st_args, training_args, task, recipe) -> dict:
     """One fine-tuning run: train, evaluate every epoch, write every output file."""
     output_dir = training_args.output_dir
-    checkpoint = resume_point(output_dir, overwrite, training_args.resume_from_checkpoint, RESULTS_NAME)
+    checkpoint = resume_point(output_dir, st_args.overwrite_output_dir, training_args.resume_from_checkpoint,
+                              RESULTS_NAME)
     tokenizer = load_or_explain(lambda name: AutoTokenizer.from_pretrained(name, cache_dir=model_args.cache_dir),
                                 model_args.tokenizer_name or model_args.model_name_or_path,
                                 "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path")
@@ -198,7 +201,7 @@ def train_and_report(model_args, data_args, training_args, task, recipe, overwri
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None)
     trainer = SparseTransferTrainer(
         model, training_args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
-        data_collator=collator, compute_metrics=metrics_function(task), recipe=recipe,
+        data_collator=collator, compute_metrics=metrics_function(task), recipe=recipe, teacher=st_args.teacher,
     )
     if checkpoint:
         print(f"[run_glue] resuming {output_dir} from {checkpoint}")
@@ -302,8 +305,7 @@ def run_grid(model_args, st_args, training_args, task, recipe, argv) -> dict:
         else:
             print(f"[grid] {run.name}: training")
             run_model_args, run_data_args, run_st_args, run_training_args, *_ = parse_arguments(run_argv)
-            train_and_report(run_model_args, run_data_args, run_training_args, task, recipe,
-                             run_st_args.overwrite_output_dir)
+            train_and_report(run_model_args, run_data_args, run_st_args, run_training_args, task, recipe)
         if os.path.exists(finished):
             run_results = json.loads(Path(finished).read_text())
             results[run.name] = run_results["best"][main_metric_key(task)]
@@ -323,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         model_args, data_args, st_args, training_args, task, recipe, arguments = parse_arguments(argv)
-        check_hub(model_args, data_args, task)
+        check_hub(model_args, data_args, st_args, task)
         st_args.grid = st_args.grid or recipe.grid.enabled
         if st_args.grid or st_args.sweep_epochs:
             run_grid(model_args, st_args, training_args, task, recipe, arguments)
         else:
-            train_and_report(model_args, data_args, training_args, task, recipe, st_args.overwrite_output_dir)
+            train_and_report(model_args, data_args, st_args, training_args, task, recipe)
 
     return exit_status("run_glue.py", run)
 

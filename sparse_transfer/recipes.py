@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import ConfigurationError
 from .typed_config import YamlRecipe, build_section, check_training_keys, read_sections
 from .selection import Selection
+from .teacher import TransferDistillation
 from .unfreezing import StagePlan, dense_plan, gradual_unfreeze_plan
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -63,6 +64,7 @@ class Recipe(YamlRecipe):
     lr: LRConfig = field(default_factory=LRConfig)
     training: dict = field(default_factory=dict)  # TrainingArguments defaults
     grid: GridConfig = field(default_factory=GridConfig)
+    distillation: TransferDistillation = field(default_factory=TransferDistillation)  # off without a teacher
 
 
 def load_recipe(source: str | Path | dict | Recipe | None = None) -> Recipe:
@@ -74,4 +76,5 @@ def load_recipe(source: str | Path | dict | Recipe | None = None) -> Recipe:
     if recipe.schedule.kind not in SCHEDULE_KINDS:
         raise RecipeError(f"schedule.kind {recipe.schedule.kind!r} in {where} is unknown; use one of {SCHEDULE_KINDS}")
     check_training_keys(recipe.training, where, RecipeError)
+    recipe.distillation.check(where, RecipeError)
     return recipe

@@ -1,7 +1,9 @@
 """SparseTransferTrainer: a `transformers.Trainer` that applies a sparse-transfer recipe.
 
 It holds the pretrained zeros fixed (hooks of `MaskedWeights`), unfreezes the
-transformer blocks back to front one stage at a time, and rewinds the LR per stage.
+transformer blocks back to front one stage at a time, and rewinds the LR per stage;
+with a teacher (the recipe's `distillation:` section, or `teacher=`) it mixes the
+teacher's logits into the training loss.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .errors import ConfigurationError
 from .masks import MaskedWeights
 from .recipes import Recipe, RecipeError, load_recipe
 from .sparse_checkpoints import SparseCheckpointMixin
+from .teacher import distilled_loss, load_teacher, teacher_logits
 from .unfreezing import ParameterGroups, Stage, find_blocks
 
 logger = logging.getLogger(__name__)
@@ -31,9 +34,11 @@ class SparseTransferTrainer(SparseCheckpointMixin, Trainer):
 
     The recipe's stage plan sets `num_train_epochs` (1 + blocks + 1 for gradual
     unfreezing); for a one-stage dense recipe an explicit non-default
-    `num_train_epochs` wins over the recipe."""
+    `num_train_epochs` wins over the recipe. `teacher=` (a path, hub name or model)
+    overrides the recipe's `distillation.teacher`."""
 
-    def __init__(self, model=None, args: TrainingArguments | None = None, *trainer_args, recipe=None, **kwargs):
+    def __init__(self, model=None, args: TrainingArguments | None = None, *trainer_args, recipe=None, teacher=None,
+                 **kwargs):
         if model is None:
             raise ConfigurationError("SparseTransferTrainer needs `model` (model_init is not supported: the mask is read from it)")
         self.recipe: Recipe = load_recipe(recipe)
@@ -44,6 +49,7 @@ class SparseTransferTrainer(SparseCheckpointMixin, Trainer):
             schedule = dataclasses.replace(schedule, epochs=int(args.num_train_epochs))
             self.recipe = dataclasses.replace(self.recipe, schedule=schedule)
         self.plan = schedule.plan(len(blocks))
+        self.teacher = self._load_teacher(teacher, model.config.num_labels)
         self._check_args(args)
         args.num_train_epochs = self.plan.total_epochs
 
@@ -141,6 +147,32 @@ class SparseTransferTrainer(SparseCheckpointMixin, Trainer):
             )
             self._created_lr_scheduler = True
         return self.lr_scheduler
+
+    # -- distillation -----------------------------------------------------------------------
+
+    def _load_teacher(self, teacher, num_labels: int):
+        """`teacher=` wins over the recipe's `distillation.teacher`; the saved recipe names it."""
+        if teacher is not None:
+            named = teacher if isinstance(teacher, str) else type(teacher).__name__
+            self.recipe = dataclasses.replace(
+                self.recipe, distillation=dataclasses.replace(self.recipe.distillation, enabled=True, teacher=named))
+        source = teacher if teacher is not None else self.recipe.distillation.teacher
+        if self.recipe.distillation.enabled and source is None:
+            raise ConfigurationError(f"recipe {self.recipe.name!r} distills from a teacher: set distillation.teacher, "
+                                     "or pass --teacher DIR (a dense model fine-tuned on the task)")
+        return load_teacher(source, num_labels) if source is not None else None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Training loss mixed with the teacher's logits; evaluation keeps the plain task loss,
+        so eval curves compare across recipes."""
+        if self.teacher is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        device = inputs["input_ids"].device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)  # the student's device, once
+        loss = distilled_loss(loss, outputs.logits, teacher_logits(self.teacher, inputs), self.recipe.distillation)
+        return (loss, outputs) if return_outputs else loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
