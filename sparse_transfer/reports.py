@@ -66,6 +66,32 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         writer.writerows(rows)
 
 
+def plot_curves(curves: dict[str, list[dict]], metric_key: str, path: str | Path, title: str) -> Path:
+    """Eval loss and main metric per epoch, one line per run (`curves`: label -> epoch rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, rows in curves.items():
+        epochs = [row["epoch"] for row in rows]
+        loss_key = next((k for k in rows[0] if k.startswith("eval_") and k.endswith("loss")), None) if rows else None
+        if loss_key:
+            loss_axis.plot(epochs, [row[loss_key] for row in rows], marker="o", label=label)
+        metric_axis.plot(epochs, [row[metric_key] for row in rows], marker="o", label=label)
+    loss_axis.set(xlabel="Epoch", ylabel="Evaluation loss", title=title)
+    metric_axis.set(xlabel="Epoch", ylabel=metric_key.removeprefix("eval_"), title=title)
+    for axis in (loss_axis, metric_axis):
+        axis.grid(alpha=0.3)
+    if len(curves) > 1:
+        metric_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
 def plot_run(rows: list[dict], metric_key: str, lr_per_step: list[float], out_dir: str | Path, title: str) -> list[Path]:
     """`eval_curves.png` (eval loss and main metric per epoch) and `lr_schedule.png`."""
     import matplotlib
@@ -74,20 +100,7 @@ def plot_run(rows: list[dict], metric_key: str, lr_per_step: list[float], out_di
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    epochs = [row["epoch"] for row in rows]
-    loss_key = next((k for k in rows[0] if k.startswith("eval_") and k.endswith("loss")), None) if rows else None
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
-    if loss_key:
-        loss_axis.plot(epochs, [row[loss_key] for row in rows], marker="o")
-    loss_axis.set(xlabel="Epoch", ylabel="Evaluation loss", title=title)
-    metric_axis.plot(epochs, [row[metric_key] for row in rows], marker="o", color="tab:orange")
-    metric_axis.set(xlabel="Epoch", ylabel=metric_key.removeprefix("eval_"), title=title)
-    for axis in (loss_axis, metric_axis):
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    curves = out_dir / "eval_curves.png"
-    figure.savefig(curves, dpi=110)
-    plt.close(figure)
+    curves = plot_curves({title: rows}, metric_key, out_dir / "eval_curves.png", title)
 
     figure, axis = plt.subplots(figsize=(8, 3))
     axis.plot(range(1, len(lr_per_step) + 1), lr_per_step)

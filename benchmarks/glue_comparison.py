@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""The paper's sparse-transfer comparison (2308.02060, Tables 6-7) from an upstream-pruned
+MiniLM, on the tasks where MiniLM's scores move: CoLA (MCC), STS-B (Pearson) and SST-2
+(accuracy, a fixed 16k-example sample of train, full dev).
+
+Models: the dense MiniLM (reference); the MiniLM pruned upstream to 90% with oBS and
+distillation (`upstream_minilm.py`, every sparse row); the one-shot 90% rows of
+`sparse_transfer_glue.py` are shown beside them as the "no upstream pruning" line.
+Methods on the sparse model, each through `run_glue.py` and a recipe:
+
+  dense_transfer            recipes/dense_transfer.yaml (3 epochs)
+  extended_dense_transfer   recipes/extended_dense_transfer.yaml (8 epochs)
+  gradual_unfreeze          recipes/gradual_unfreeze.yaml (1 + 6 + 1 epochs)
+  gradual_unfreeze_distill  the same, distilled from the dense reference's best run on the task
+  dense_transfer_{1..7}ep   CoLA only: the dense-transfer recipe rescaled (Table 6's third row),
+                            at the dense-transfer recipe's best grid configuration
+
+Protocol: CoLA and STS-B every method over the paper's grid LR {1e-4, 2e-4, 3e-4} x dropout
+{0.05, 0.1}; SST-2 LR {1e-4, 2e-4} at dropout 0.1; the dense reference at LR {2e-5, 5e-5, 1e-4}
+(dropout 0.1). Reported: the mean of the two best runs (best epoch, as the paper) and their
+final-epoch mean. Resumable: every finished run is a record under
+benchmarks/results/glue_comparison/; runs go in an order where an unfinished matrix still
+compares every method at the same configurations.
+
+    python benchmarks/glue_comparison.py run [--tasks cola sst2 stsb] [--methods ...] [--limit N]
+    python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import random
+import statistics
+from pathlib import Path
+
+from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, dense_model, glue_run
+
+from sparse_transfer.reports import plot_curves, write_json_atomic, write_text_atomic
+
+RECORDS = ROOT / "benchmarks" / "results" / "glue_comparison"
+TABLES = ROOT / "benchmarks" / "results" / "glue_comparison.md"
+UPSTREAM_MODEL = "upstream-90-obs"  # the better upstream model of RESULTS_upstream.md
+MAIN_METRIC = {"cola": "eval_matthews_correlation", "stsb": "eval_pearson", "sst2": "eval_accuracy"}
+SPARSE_METHODS = {"dense_transfer": "dense_transfer", "extended_dense_transfer": "extended_dense_transfer",
+                  "gradual_unfreeze": "gradual_unfreeze", "gradual_unfreeze_distill": "gradual_unfreeze_distill"}
+RESCALED_EPOCHS = [1, 2, 4, 5, 6, 7]  # with 3 (dense_transfer itself): Table 6's sweep, CoLA only
+GRID = {"cola": list(itertools.product([1e-4, 2e-4, 3e-4], [0.05, 0.1])),
+        "stsb": list(itertools.product([1e-4, 2e-4, 3e-4], [0.05, 0.1])),
+        "sst2": [(1e-4, 0.1), (2e-4, 0.1)]}
+DENSE_GRID = [(2e-5, 0.1), (5e-5, 0.1), (1e-4, 0.1)]
+SST2_SAMPLE, SST2_SEED = 16000, 0
+TOP_K = 2
+
+
+def run_name(task: str, method: str, lr: float, dropout: float) -> str:
+    return f"{task}_{method}_lr{lr:g}_dropout{dropout:g}"
+
+
+def load_records() -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(RECORDS.glob("*.json"))]
+
+
+def sst2_files() -> tuple[str, str]:
+    """A fixed sample of SST-2 train (seeded) and the full dev set, as TSVs with the hub's columns."""
+    directory = WORK / "sst2_16k"
+    train = directory / "train.tsv"
+    if not train.exists():
+        lines = (GLUE_DIR / "SST-2" / "train.tsv").read_text().splitlines()
+        sample = random.Random(SST2_SEED).sample(lines[1:], SST2_SAMPLE)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(train, "\n".join([lines[0], *sample]) + "\n")
+    return str(train), str(GLUE_DIR / "SST-2" / "dev.tsv")
+
+
+def best_record(records: list[dict], task: str, method: str) -> dict | None:
+    runs = [r for r in records if r["task"] == task and r["method"] == method]
+    return max(runs, key=lambda r: r["best"][MAIN_METRIC[task]]) if runs else None
+
+
+def planned_runs(task: str, methods: list[str], records: list[dict]) -> list[tuple[str, float, float]]:
+    """(method, lr, dropout) in the order to run: the dense reference first (the teacher of the
+    distilled runs), then every method at one grid configuration before the next configuration."""
+    plan = [("dense_reference", lr, dropout) for lr, dropout in DENSE_GRID] if "dense_reference" in methods else []
+    plan += [(method, lr, dropout) for lr, dropout in GRID[task] for method in SPARSE_METHODS if method in methods]
+    dense_transfer = best_record(records, task, "dense_transfer")
+    if task == "cola" and "rescaled_dense" in methods and dense_transfer:
+        plan += [(f"dense_transfer_{epochs}ep", dense_transfer["learning_rate"], dense_transfer["dropout"])
+                 for epochs in RESCALED_EPOCHS]
+    return plan
+
+
+def run_one(task: str, method: str, lr: float, dropout: float, records: list[dict]) -> bool:
+    """Train and record one run; False when it is recorded already."""
+    name = run_name(task, method, lr, dropout)
+    if (RECORDS / f"{name}.json").exists():
+        return False
+    from upstream_minilm import model_path
+
+    extra = ["--dropout", f"{dropout:g}"]
+    if task == "sst2":
+        train, dev = sst2_files()
+        extra += ["--train_file", train, "--validation_file", dev]
+    recipe = SPARSE_METHODS.get(method, "dense_transfer")
+    if method.startswith("dense_transfer_") and method.endswith("ep"):
+        extra += ["--num_train_epochs", method.removeprefix("dense_transfer_").removesuffix("ep")]
+    if method == "gradual_unfreeze_distill":
+        teacher = best_record(records, task, "dense_reference")
+        if not teacher:
+            raise SystemExit(f"{name}: the dense reference of {task} is not recorded yet; run it first")
+        extra += ["--teacher", str(ROOT / teacher["output_dir"])]
+    model = dense_model() if method == "dense_reference" else model_path(UPSTREAM_MODEL)
+    print(f"[run] {name}", flush=True)
+    out = WORK / "glue_comparison" / name
+    measured = glue_run(task, model, recipe, lr, 0, out, tuple(extra))
+    with open(out / "epoch_metrics.csv") as f:
+        curve = [{key: float(value) if value not in ("", "None") else None for key, value in row.items()}
+                 for row in csv.DictReader(f)]
+    write_json_atomic(RECORDS / f"{name}.json", {
+        "task": task, "method": method, "learning_rate": lr, "dropout": dropout, "recipe": recipe,
+        "model": "dense" if method == "dense_reference" else UPSTREAM_MODEL,
+        "output_dir": str(out.relative_to(ROOT)), "epochs": curve, **measured})
+    return True
+
+
+def top_k(runs: list[dict], metric: str) -> tuple[list[dict], float, float, float]:
+    """The k best runs by best-epoch score, their mean and std, and the mean of their final epochs."""
+    best = sorted(runs, key=lambda r: -r["best"][metric])[:TOP_K]
+    scores = [r["best"][metric] for r in best]
+    return best, statistics.mean(scores), statistics.pstdev(scores), statistics.mean(r["final"][metric] for r in best)
+
+
+def one_shot_line(task: str) -> str | None:
+    """STS-B from the one-shot 90% model (sparse_transfer_glue.py's records), its better LR per method."""
+    runs = [json.loads(p.read_text()) for p in sorted(ONE_SHOT_RECORDS.glob(f"{task}_*.json"))]
+    runs = [r for r in runs if r["method"] != "dense_reference"]
+    if not runs:
+        return None
+    metric = MAIN_METRIC[task]
+    per_method = {}
+    for r in runs:
+        if r["method"] not in per_method or r["best"][metric] > per_method[r["method"]]["best"][metric]:
+            per_method[r["method"]] = r
+    return ("One-shot 90% MiniLM, no upstream pruning (`sparse_transfer_glue.py`, best of LR 1e-4 / 2e-4, "
+            "model dropout): " + ", ".join(f"{method} {100 * r['best'][metric]:.1f}" for method, r in
+                                            sorted(per_method.items())) + ".")
+
+
+def task_report(task: str, records: list[dict]) -> list[str]:
+    metric = MAIN_METRIC[task]
+    runs = [r for r in records if r["task"] == task]
+    methods = ["dense_reference", *SPARSE_METHODS, *(f"dense_transfer_{e}ep" for e in RESCALED_EPOCHS)]
+    lines = [f"### {task.upper()} ({metric.removeprefix('eval_')}, dev set)", "",
+             f"| method | runs | mean of {TOP_K} best ± std (best epoch) | their final epoch | % of dense | "
+             "best configuration | sparsity | violations | wall time / run | verdicts |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    dense = [r for r in runs if r["method"] == "dense_reference"]
+    dense_mean = top_k(dense, metric)[1] if dense else None
+    summary, curves = {}, {}
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        if not mine:
+            continue
+        best, mean, std, final = top_k(mine, metric)
+        summary[method] = (mean, std)
+        curves[method] = best[0]["epochs"]
+        verdicts = ", ".join(f"{v} {sum(1 for r in mine if (r.get('verdict') or {}).get('verdict') == v)}"
+                             for v in sorted({(r.get("verdict") or {}).get("verdict") for r in mine} - {None}))
+        lines.append(
+            f"| {method} | {len(mine)} | {100 * mean:.1f} ± {100 * std:.1f} | {100 * final:.1f} | "
+            f"{f'{100 * mean / dense_mean:.1f}%' if dense_mean else 'n/a'} | LR {best[0]['learning_rate']:g}, "
+            f"dropout {best[0]['dropout']:g} | {100 * best[0]['sparsity']:.2f}% | "
+            f"{sum(r['mask_violations'] for r in mine)} | "
+            f"{statistics.mean(r['train_runtime_s'] for r in mine) / 60:.1f} min | {verdicts} |")
+    if not summary:
+        return lines[:1] + ["", "Not run yet.", ""]
+    note = one_shot_line(task)
+    lines += ["", *([note] if note else []), "", reading(summary), ""]
+    if curves:
+        plot = plot_curves(curves, metric, TABLES.parent / f"glue_comparison_{task}.png",
+                           f"{task}: best run of each method")
+        lines += [f"![{task} curves]({plot.name})", ""]
+    return lines
+
+
+def reading(summary: dict[str, tuple[float, float]]) -> str:
+    """Does gradual unfreezing beat the best dense-transfer recipe, by more than the spread?"""
+    gradual = summary.get("gradual_unfreeze")
+    dense_recipes = {m: v for m, v in summary.items() if m.startswith(("dense_transfer", "extended_dense"))}
+    if not gradual or not dense_recipes:
+        return "Reading: not enough runs yet to compare gradual unfreezing with the dense-transfer recipes."
+    method, (mean, std) = max(dense_recipes.items(), key=lambda item: item[1][0])
+    gap = gradual[0] - mean
+    spread = max(gradual[1], std)
+    verdict = "beats" if gap > 0 else "does not beat"
+    size = "larger" if abs(gap) > spread else "not larger"
+    text = (f"Reading: gradual unfreezing {verdict} the best dense-transfer recipe ({method}) by "
+            f"{100 * gap:+.1f} points, {size} than the spread between its two best configurations "
+            f"({100 * spread:.1f}).")
+    distilled = summary.get("gradual_unfreeze_distill")
+    dense = summary.get("dense_reference")
+    if distilled and dense and dense[0] > gradual[0]:
+        closed = (distilled[0] - gradual[0]) / (dense[0] - gradual[0])
+        text += f" Distillation closes {100 * closed:.0f}% of the gap from gradual unfreezing to dense."
+    return text
+
+
+def report() -> str:
+    records = load_records()
+    lines = ["Machine: the project's CPU machine (x86_64, 2 cores). Each record says how many torch threads its "
+             "run had (`torch_threads`); runs that shared the machine have wall times not comparable to lone runs.",
+             ""]
+    for task in GRID:
+        lines += task_report(task, records)
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(TABLES, text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "report"])
+    parser.add_argument("--tasks", nargs="+", default=["cola", "sst2", "stsb"], choices=list(GRID))
+    parser.add_argument("--methods", nargs="+", default=["dense_reference", *SPARSE_METHODS, "rescaled_dense"],
+                        choices=["dense_reference", *SPARSE_METHODS, "rescaled_dense"])
+    parser.add_argument("--limit", type=int, default=None, help="stop after this many new runs")
+    options = parser.parse_args()
+    if options.action == "run":
+        done = 0
+        for task in options.tasks:
+            for method, lr, dropout in planned_runs(task, options.methods, load_records()):
+                if options.limit is not None and done >= options.limit:
+                    break
+                done += run_one(task, method, lr, dropout, load_records())
+    print(report())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The GLUE comparison's bookkeeping: run order, mean of the two best, the reading (no training)."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("glue_comparison", ROOT / "benchmarks" / "glue_comparison.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
+    monkeypatch.setattr(module, "TABLES", tmp_path / "tables.md")
+    monkeypatch.setattr(module, "ONE_SHOT_RECORDS", tmp_path / "none")
+    (tmp_path / "records").mkdir()
+    return module
+
+
+def record(bench, method, lr, dropout, best, final, task="cola"):
+    metric = bench.MAIN_METRIC[task]
+    entry = {"task": task, "method": method, "learning_rate": lr, "dropout": dropout,
+             "best": {"epoch": 2, metric: best}, "final": {"epoch": 3, metric: final},
+             "epochs": [{"epoch": 1, "eval_loss": 0.6, metric: best - 0.1}, {"epoch": 2, "eval_loss": 0.5, metric: best}],
+             "sparsity": 0.0 if method == "dense_reference" else 0.9, "mask_violations": 0, "train_runtime_s": 120,
+             "verdict": {"verdict": "converged"}}
+    (bench.RECORDS / f"{bench.run_name(task, method, lr, dropout)}.json").write_text(json.dumps(entry))
+
+
+def test_plan_runs_the_teacher_first_then_every_method_per_configuration(bench):
+    plan = bench.planned_runs("sst2", ["dense_reference", "dense_transfer", "gradual_unfreeze"], [])
+    assert plan == [("dense_reference", 2e-5, 0.1), ("dense_reference", 5e-5, 0.1), ("dense_reference", 1e-4, 0.1),
+                    ("dense_transfer", 1e-4, 0.1), ("gradual_unfreeze", 1e-4, 0.1),
+                    ("dense_transfer", 2e-4, 0.1), ("gradual_unfreeze", 2e-4, 0.1)]
+    assert len(bench.planned_runs("cola", list(bench.SPARSE_METHODS), [])) == 4 * 6
+    records = [{"task": "cola", "method": "dense_transfer", "learning_rate": 2e-4, "dropout": 0.05,
+                "best": {"eval_matthews_correlation": 0.3}}]
+    rescaled = bench.planned_runs("cola", ["rescaled_dense"], records)
+    assert rescaled == [(f"dense_transfer_{e}ep", 2e-4, 0.05) for e in (1, 2, 4, 5, 6, 7)]
+
+
+def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spread(bench):
+    record(bench, "dense_reference", 2e-5, 0.1, 0.50, 0.48)
+    record(bench, "dense_reference", 1e-4, 0.1, 0.54, 0.52)
+    for (lr, dropout), (gradual, dense) in zip(bench.GRID["cola"], [(0.40, 0.30), (0.44, 0.36), (0.10, 0.34),
+                                                                    (0.20, 0.20), (0.30, 0.10), (0.35, 0.33)]):
+        record(bench, "gradual_unfreeze", lr, dropout, gradual, gradual - 0.01)
+        record(bench, "dense_transfer", lr, dropout, dense, dense - 0.02)
+    record(bench, "gradual_unfreeze_distill", 1e-4, 0.05, 0.48, 0.47)
+    text = bench.report()
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "| 6 | 42.0 ± 2.0 | 41.0 | 80.8% | LR 0.0001, dropout 0.1 |" in rows["gradual_unfreeze"]  # (44+40)/2
+    assert "| 6 | 35.0 ± 1.0 | 33.0 |" in rows["dense_transfer"]
+    assert "| 2 | 52.0 ± 2.0 |" in rows["dense_reference"] and "converged 6" in rows["dense_transfer"]
+    assert ("gradual unfreezing beats the best dense-transfer recipe (dense_transfer) by +7.0 points, larger than "
+            "the spread between its two best configurations (2.0)") in text
+    assert "Distillation closes 60% of the gap from gradual unfreezing to dense." in text  # (48-42)/(52-42)
+    assert (bench.TABLES.parent / "glue_comparison_cola.png").stat().st_size > 0
+    assert "### STSB" in text and "Not run yet." in text
