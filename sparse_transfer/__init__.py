@@ -4,7 +4,8 @@ from .masks import MaskedWeights
 from .pruning import magnitude_masks
 from .selection import Selection
 
-__all__ = ["MaskedWeights", "Recipe", "Selection", "SparseTransferTrainer", "load_recipe", "magnitude_masks"]
+__all__ = ["MaskedWeights", "Recipe", "Selection", "SparseTransferTrainer", "export_for_inference",
+           "load_for_inference", "load_recipe", "magnitude_masks"]
 
 
 def __getattr__(name):
@@ -18,4 +19,8 @@ def __getattr__(name):
         from . import recipes
 
         return getattr(recipes, name)
+    if name in ("export_for_inference", "load_for_inference"):
+        from . import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'sparse_transfer' has no attribute {name!r}")

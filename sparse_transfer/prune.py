@@ -29,6 +29,14 @@ def load_pretrained(name_or_path: str, **kwargs):
     return (model_class or AutoModel).from_pretrained(name_or_path, **kwargs)
 
 
+def copy_tokenizer(source: str, output: str) -> None:
+    """Save `source`'s tokenizer beside a model written to `output` (a warning if it has none)."""
+    try:
+        AutoTokenizer.from_pretrained(source).save_pretrained(output)
+    except (OSError, ValueError) as error:
+        print(f"warning: no tokenizer saved ({error})", file=sys.stderr)
+
+
 @torch.no_grad()
 def prune_model(model, sparsity: float, scope: str = "global", selection: Selection | None = None,
                 block_path: str | None = None) -> MaskedWeights:
@@ -60,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     selection = Selection(include=args.include, exclude=args.exclude)
     masked = prune_model(model, args.sparsity, args.scope, selection=selection, block_path=args.block_path)
     model.save_pretrained(args.output)
-    try:
-        AutoTokenizer.from_pretrained(args.model).save_pretrained(args.output)
-    except (OSError, ValueError) as error:
-        print(f"warning: no tokenizer saved ({error})", file=sys.stderr)
+    copy_tokenizer(args.model, args.output)
     report = masked.report()
     with open(os.path.join(args.output, "sparsity_report.json"), "w") as f:
         json.dump(report, f, indent=2)
