@@ -11,6 +11,8 @@ an interrupted upstream run resumes from its checkpoint):
                           lines, and zero-shot STS-B dev Spearman (cosine of mean-pooled embeddings)
   cross_attention         per block, the share of attention a token gives to the other sentence
                           of an STS-B dev pair read as one input (how a cross-encoder compares them)
+  pair_reading            zero-shot STS-B dev Spearman with the pair read as one input: per block, the cosine
+                          of the mean of sentence a's tokens and of sentence b's (no training)
   stsb_gradual_unfreeze   run_glue.py, STS-B, recipes/gradual_unfreeze.yaml, LR 2e-4, seed 0
   stsb_dense_transfer     run_glue.py, STS-B, recipes/dense_transfer.yaml, LR 2e-4, seed 0
   stsb_extended_dense_transfer   the same with recipes/extended_dense_transfer.yaml (8 epochs)
@@ -203,6 +205,19 @@ def measure_cross_attention(path: str) -> dict:
             "pairs": CROSS_ATTENTION_PAIRS}
 
 
+def measure_pair_reading(path: str) -> dict:
+    from transformers import AutoModel, AutoTokenizer
+
+    from sparse_transfer.glue import get_task
+    from sparse_transfer.glue.data import load_glue
+    from sparse_transfer.upstream.evaluation import joint_pair_similarity
+
+    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"]
+    return {"joint_spearman_per_block": joint_pair_similarity(
+        AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), dev["sentence1"], dev["sentence2"],
+        dev["label"]), "pairs": len(dev)}
+
+
 def run_job(name: str, evaluation: str) -> None:
     record = load_record(name)
     if evaluation in record:
@@ -216,6 +231,8 @@ def run_job(name: str, evaluation: str) -> None:
         record[evaluation] = measure_embeddings(path)
     elif evaluation == "cross_attention":
         record[evaluation] = measure_cross_attention(path)
+    elif evaluation == "pair_reading":
+        record[evaluation] = measure_pair_reading(path)
     else:
         task, recipe, extra = GLUE_JOBS[evaluation]
         lr = DENSE_LR if name == "dense" else SPARSE_LR
@@ -297,6 +314,16 @@ def report() -> str:
         lines.append(f"| {name} | `{json.dumps(changes)}` | {embeddings['fidelity_cosine']:.3f} | "
                      f"{embeddings['zero_shot_stsb_spearman']:.1f} | {terms} | "
                      f"{upstream['seconds_per_1000_steps']:.0f} |")
+    lines += ["", "Zero-shot STS-B dev Spearman, the two sentences read apart (bi-encoder: `embeddings`) and read as one "
+              "pair input, at the output of every block (mean of each sentence's tokens, cosine):", "",
+              "| model | read apart | " + " | ".join(f"pair, block {i}" for i in range(6)) + " |",
+              "|---|---|" + "---|" * 6]
+    for name, record in records.items():
+        joint, embeddings = record.get("pair_reading"), record.get("embeddings")
+        if joint:
+            apart = f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run"
+            lines.append(f"| {name} | {apart} | " + " | ".join(
+                f"{value:.1f}" for value in joint["joint_spearman_per_block"]) + " |")
     lines += ["", "Attention across the two sentences of 500 STS-B dev pairs, per block (heads averaged): the share "
               "a token gives to the other sentence / the share it gives to copies of itself in the other sentence:",
               "", "| model | " + " | ".join(f"block {i}" for i in range(6)) + " |", "|---|" + "---|" * 6]

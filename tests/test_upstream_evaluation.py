@@ -51,3 +51,23 @@ def test_cross_segment_attention_is_a_share_per_block(tiny_dense_dir):
     expected = sum(2 * row.count(0) * row.count(1) / len(row) for row in ids) / sum(len(row) for row in ids)
     assert shares["other_segment"][0] == pytest.approx(expected, abs=0.05)
     assert all(0.0 < s < shares["other_segment"][i] for i, s in enumerate(shares["same_token"]))
+
+
+def test_joint_pair_similarity_pools_each_sentence_of_the_pair_at_every_block(tiny):
+    from sparse_transfer.upstream.evaluation import joint_pair_similarity
+
+    model, tokenizer = tiny
+    first, second = SENTENCES[:6], SENTENCES[6:]
+    batch = tokenizer(first, second, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states
+    expected = []
+    for row in range(len(first)):  # block 1's output, sentence a's and b's word tokens pooled by hand
+        ids, types = batch["input_ids"][row].tolist(), batch["token_type_ids"][row].tolist()
+        words = [i for i, t in enumerate(ids) if t not in tokenizer.all_special_ids]
+        a = hidden[1][row, [i for i in words if types[i] == 0]].mean(0)
+        b = hidden[1][row, [i for i in words if types[i] == 1]].mean(0)
+        expected.append(float(F.cosine_similarity(a, b, dim=0)))
+    scores = joint_pair_similarity(model, tokenizer, first, second, expected, batch_size=4)
+    assert len(scores) == model.config.num_hidden_layers and scores[0] == pytest.approx(100.0)
+    assert joint_pair_similarity(model, tokenizer, first, second, [-c for c in expected])[0] == pytest.approx(-100.0)

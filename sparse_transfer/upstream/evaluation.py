@@ -1,6 +1,7 @@
 """How much of the dense model a pruned encoder keeps, without fine-tuning: sentence
-embeddings (mean-pooled last hidden states) against the teacher's, and zero-shot
-semantic similarity (Spearman correlation of embedding cosines with gold scores)."""
+embeddings (mean-pooled last hidden states) against the teacher's, zero-shot semantic
+similarity (Spearman correlation of embedding cosines with gold scores), and how a
+`[CLS] a [SEP] b [SEP]` pair is read as one input (attention across, similarity within)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,27 @@ def cross_segment_attention(model, tokenizer, first: list[str], second: list[str
             sums[key] = sums[key] + (shares * queries).sum((1, 2))
             counts[key] += float(queries.sum())
     return {key: (sums[key] / max(counts[key], 1.0)).tolist() for key in sums}
+
+
+@torch.no_grad()
+def joint_pair_similarity(model, tokenizer, first: list[str], second: list[str], gold: list[float],
+                          batch_size: int = 64, max_length: int = 128) -> list[float]:
+    """Zero-shot STS read from the pair as ONE input, as a cross-encoder reads it: at the output
+    of every block, the cosine between the mean of sentence a's word tokens and the mean of
+    sentence b's, correlated with the gold scores (Spearman x100), one value per block. The
+    bi-encoder score of `zero_shot_similarity` against this one separates "the pruned model
+    lost its sentence representations" from "it loses them when the two sentences meet"."""
+    model.eval()
+    device = next(model.parameters()).device
+    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
+    cosines = []
+    for start in range(0, len(first), batch_size):
+        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
+                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        word = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
+        in_a, in_b = word & (batch["token_type_ids"] == 0), word & (batch["token_type_ids"] == 1)
+        hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
+        cosines.append(torch.stack([F.cosine_similarity(mean_pool(h.float(), in_a), mean_pool(h.float(), in_b))
+                                    for h in hidden]).cpu())  # [blocks, batch]
+    cosines = torch.cat(cosines, dim=1)
+    return [100 * float(spearmanr(block.numpy(), gold).correlation) for block in cosines]
