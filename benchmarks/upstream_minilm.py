@@ -13,6 +13,10 @@ an interrupted upstream run resumes from its checkpoint):
                           of an STS-B dev pair read as one input (how a cross-encoder compares them)
   pair_reading            zero-shot STS-B dev Spearman with the pair read as one input: per block, the cosine
                           of the mean of sentence a's tokens and of sentence b's (no training)
+  cls_spread              how much the last block's [CLS] state and the pooler output vary across the 1500
+                          STS-B dev pairs (std across pairs, mean over dimensions): what a head can read
+  pair_probe              a ridge regression from frozen pair features (the [CLS] state; the two sentences'
+                          token means) on STS-B train to dev scores: what a head could read, encoder frozen
   stsb_gradual_unfreeze   run_glue.py, STS-B, recipes/gradual_unfreeze.yaml, LR 2e-4, seed 0
   stsb_dense_transfer     run_glue.py, STS-B, recipes/dense_transfer.yaml, LR 2e-4, seed 0
   stsb_extended_dense_transfer   the same with recipes/extended_dense_transfer.yaml (8 epochs)
@@ -55,6 +59,8 @@ UPSTREAM = {  # model name: recipe, the model it goes on from (default: the dens
     "upstream-90-obs": ("obs_distill", None, 0.9),
     "upstream-90-magnitude-copy-pairs": ("copy_pairs_continue", "upstream-90-magnitude", None),
     "upstream-80-magnitude": ("magnitude_distill", None, 0.8),
+    "upstream-90-magnitude-cls": ("cls_continue", "upstream-90-magnitude", None),
+    "upstream-90-obs-cls": ("cls_continue", "upstream-90-obs", None),
 }
 # Ablations of the magnitude recipe at half its steps (600: pruning steps 0, 100, ..., 400, 420), each
 # changing one piece against ablation-baseline; the recipe each ran is written to benchmarks/work/recipes/
@@ -218,13 +224,52 @@ def measure_pair_reading(path: str) -> dict:
         dev["label"]), "pairs": len(dev)}
 
 
+def measure_cls_spread(path: str) -> dict:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from sparse_transfer.glue import get_task
+    from sparse_transfer.glue.data import load_glue
+
+    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"]
+    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    cls, pooled = [], []
+    with torch.no_grad():
+        for start in range(0, len(dev), 64):
+            rows = dev[start:start + 64]
+            out = model(**tokenizer(rows["sentence1"], rows["sentence2"], padding=True, truncation=True,
+                                    max_length=128, return_tensors="pt"))
+            cls.append(out.last_hidden_state[:, 0])
+            pooled.append(out.pooler_output)
+    cls, pooled = torch.cat(cls), torch.cat(pooled)
+    return {"cls_std_across_pairs": float(cls.std(0).mean()), "cls_norm": float(cls.norm(dim=-1).mean()),
+            "pooler_std_across_pairs": float(pooled.std(0).mean()), "pairs": len(dev)}
+
+
+def measure_pair_probe(path: str) -> dict:
+    from transformers import AutoModel, AutoTokenizer
+
+    from sparse_transfer.glue import get_task
+    from sparse_transfer.glue.data import load_glue
+    from sparse_transfer.upstream.evaluation import linear_probe, pair_features
+
+    data = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))
+    model, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    train, dev = data["train"], data["validation"]
+    return {"dev_pearson": linear_probe(pair_features(model, tokenizer, train["sentence1"], train["sentence2"]),
+                                        train["label"],
+                                        pair_features(model, tokenizer, dev["sentence1"], dev["sentence2"]),
+                                        dev["label"]),
+            "train_pairs": len(train), "dev_pairs": len(dev)}
+
+
 def run_job(name: str, evaluation: str) -> None:
     record = load_record(name)
     if evaluation in record:
         print(f"[skip] {name}:{evaluation}: recorded")
         return
     path = model_path(name)
-    if name.startswith("upstream") and "upstream" not in record:
+    if name in UPSTREAM and "upstream" not in record:
         record["upstream"] = upstream_summary(name)
     print(f"[run] {name}:{evaluation}", flush=True)
     if evaluation == "embeddings":
@@ -233,12 +278,17 @@ def run_job(name: str, evaluation: str) -> None:
         record[evaluation] = measure_cross_attention(path)
     elif evaluation == "pair_reading":
         record[evaluation] = measure_pair_reading(path)
+    elif evaluation == "pair_probe":
+        record[evaluation] = measure_pair_probe(path)
+    elif evaluation == "cls_spread":
+        record[evaluation] = measure_cls_spread(path)
     else:
         task, recipe, extra = GLUE_JOBS[evaluation]
         lr = DENSE_LR if name == "dense" else SPARSE_LR
         record[evaluation] = {"learning_rate": lr, "seed": 0, "recipe": recipe, **glue_run(
             task, path, recipe, lr, 0, WORK / "upstream_eval" / f"{name}_{evaluation}", extra)}
-    write_json_atomic(RECORDS / f"{name}.json", record)  # one evaluation at a time
+    # one evaluation at a time, merged into the record as it is now (another run may have added to it meanwhile)
+    write_json_atomic(RECORDS / f"{name}.json", {**load_record(name), **record})
 
 
 def glue_record(task: str, method: str, lr: float) -> dict | None:
@@ -324,6 +374,18 @@ def report() -> str:
             apart = f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run"
             lines.append(f"| {name} | {apart} | " + " | ".join(
                 f"{value:.1f}" for value in joint["joint_spearman_per_block"]) + " |")
+    lines += ["", "Linear probes on frozen pair features (ridge regression, STS-B train -> dev Pearson): the [CLS] "
+              "state a cross-encoder's head reads, and [u, v, |u - v|, u * v] of the two sentences' token means:", "",
+              "| model | [CLS] state | sentence means | [CLS] spread across pairs | pooler spread | [CLS] norm |",
+              "|---|---|---|---|---|---|"]
+    for name, record in records.items():
+        probe, spread = record.get("pair_probe"), record.get("cls_spread")
+        if probe or spread:
+            lines.append(" | ".join([
+                f"| {name}", *([f"{probe['dev_pearson']['cls']:.1f}", f"{probe['dev_pearson']['segments']:.1f}"]
+                               if probe else ["not run"] * 2),
+                *([f"{spread['cls_std_across_pairs']:.3f}", f"{spread['pooler_std_across_pairs']:.3f}",
+                   f"{spread['cls_norm']:.2f}"] if spread else ["not run"] * 3)]) + " |")
     lines += ["", "Attention across the two sentences of 500 STS-B dev pairs, per block (heads averaged): the share "
               "a token gives to the other sentence / the share it gives to copies of itself in the other sentence:",
               "", "| model | " + " | ".join(f"block {i}" for i in range(6)) + " |", "|---|" + "---|" * 6]

@@ -9,7 +9,12 @@ Every term compares a student output with the teacher's output for the same inpu
 - `hidden`: MSE between the outputs of every transformer block (TinyBERT, Prune OFA);
 - `attention`: KL between the attention distributions of every head (MiniLM);
 - `embedding`: mean-pooled last hidden states, MSE or cosine distance (sentence-embedding
-  distillation, for encoders without a head).
+  distillation, for encoders without a head);
+- `cls`: how the [CLS] state of every block varies from one input to the next (its deviation
+  from the batch mean, in units of the teacher's spread). A plain MSE over tokens is dominated
+  by the [CLS] state's large constant part: measured on MiniLM pruned to 90%, the [CLS] state
+  kept its norm but varied 4-7x less across inputs than the teacher's, and a classifier head
+  reads nothing else.
 """
 
 from __future__ import annotations
@@ -30,15 +35,16 @@ class DistillationConfig:
     hidden: float = 0.0
     attention: float = 0.0
     embedding: float = 0.0
+    cls: float = 0.0
     hardness: float = 1.0  # share of the logits term given to KL; the rest is the student's own loss
     temperature: float = 2.0
     embedding_loss: str = "mse"
 
     def weights(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in ("logits", "hidden", "attention", "embedding")}
+        return {name: getattr(self, name) for name in ("logits", "hidden", "attention", "embedding", "cls")}
 
     def needs_hidden_states(self) -> bool:
-        return bool(self.hidden or self.embedding)
+        return bool(self.hidden or self.embedding or self.cls)
 
 
 def mix_with_hardness(own_loss: torch.Tensor | None, distillation_loss: torch.Tensor, hardness: float) -> torch.Tensor:
@@ -103,6 +109,18 @@ def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, attention_mask:
     raise ValueError(f"unknown embedding loss {kind!r}; use one of {EMBEDDING_LOSSES}")
 
 
+def cls_variation_loss(student: tuple, teacher: tuple) -> torch.Tensor:
+    """MSE between the student's and the teacher's [CLS] states (block outputs, hidden_states[1:])
+    after removing each one's batch mean and dividing by the teacher's batch spread per
+    dimension, mean over blocks: what tells one input's [CLS] from another's."""
+    losses = []
+    for s, t in zip(student[1:], teacher[1:]):
+        s, t = s[:, 0].float(), t[:, 0].float()
+        spread = t.std(0, unbiased=False).clamp_min(1e-6)
+        losses.append((((s - s.mean(0)) - (t - t.mean(0))) / spread).pow(2).mean())
+    return torch.stack(losses).mean()
+
+
 def distillation_terms(config: DistillationConfig, student_out, teacher_out, attention_mask: torch.Tensor,
                        logit_positions: torch.Tensor | None = None, own_loss: torch.Tensor | None = None
                        ) -> dict[str, torch.Tensor]:
@@ -119,6 +137,8 @@ def distillation_terms(config: DistillationConfig, student_out, teacher_out, att
     if config.embedding:
         terms["embedding"] = embedding_loss(student_out.hidden_states[-1], teacher_out.hidden_states[-1],
                                             attention_mask, config.embedding_loss)
+    if config.cls:
+        terms["cls"] = cls_variation_loss(student_out.hidden_states, teacher_out.hidden_states)
     return terms
 
 

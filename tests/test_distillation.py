@@ -7,6 +7,7 @@ import torch
 from sparse_transfer.distillation import (
     DistillationConfig,
     attention_loss,
+    cls_variation_loss,
     distillation_terms,
     embedding_loss,
     hidden_state_loss,
@@ -33,9 +34,10 @@ ALL_TERMS = DistillationConfig(logits=1.0, hidden=1.0, attention=1.0, embedding=
 @pytest.mark.parametrize("embedding", ["mse", "cosine"])
 def test_every_term_is_zero_for_a_student_identical_to_its_teacher(embedding):
     out = _outputs(0)
-    config = DistillationConfig(logits=1.0, hidden=1.0, attention=1.0, embedding=1.0, embedding_loss=embedding)
+    config = DistillationConfig(logits=1.0, hidden=1.0, attention=1.0, embedding=1.0, cls=1.0,
+                                embedding_loss=embedding)
     terms = distillation_terms(config, out, out, MASK, MASK.bool())
-    assert set(terms) == {"logits", "hidden", "attention", "embedding"}
+    assert set(terms) == {"logits", "hidden", "attention", "embedding", "cls"}
     for name, value in terms.items():
         assert value.item() == pytest.approx(0.0, abs=1e-6), name
     assert terms and weighted_sum(config, terms).item() == pytest.approx(0.0, abs=1e-5)
@@ -85,3 +87,22 @@ def test_hidden_state_mse_value_over_blocks_not_embeddings():
 def test_terms_differ_for_different_models():
     terms = distillation_terms(ALL_TERMS, _outputs(1), _outputs(2), MASK, MASK.bool())
     assert all(value.item() > 0 for value in terms.values())
+
+
+def test_cls_variation_ignores_the_constant_part_and_counts_lost_variation_in_teacher_spreads():
+    teacher = _outputs(0, batch=4)
+    # the student's [CLS] = the teacher's shifted by a constant: its variation across inputs is intact
+    shifted = tuple(h.clone() for h in teacher.hidden_states)
+    for h in shifted:
+        h[:, 0] += 5.0
+    assert cls_variation_loss(shifted, teacher.hidden_states).item() == pytest.approx(0.0, abs=1e-6)
+    # a collapsed [CLS] (the batch mean for every input) loses exactly one teacher variance per dimension
+    collapsed = tuple(h.clone() for h in teacher.hidden_states)
+    for h in collapsed:
+        h[:, 0] = h[:, 0].mean(0)
+    assert cls_variation_loss(collapsed, teacher.hidden_states).item() == pytest.approx(1.0, rel=1e-5)
+    # other tokens do not count
+    others = tuple(h.clone() for h in teacher.hidden_states)
+    for h in others:
+        h[:, 1:] = 0.0
+    assert cls_variation_loss(others, teacher.hidden_states).item() == pytest.approx(0.0, abs=1e-6)

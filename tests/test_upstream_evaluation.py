@@ -71,3 +71,18 @@ def test_joint_pair_similarity_pools_each_sentence_of_the_pair_at_every_block(ti
     scores = joint_pair_similarity(model, tokenizer, first, second, expected, batch_size=4)
     assert len(scores) == model.config.num_hidden_layers and scores[0] == pytest.approx(100.0)
     assert joint_pair_similarity(model, tokenizer, first, second, [-c for c in expected])[0] == pytest.approx(-100.0)
+
+
+def test_linear_probe_reads_what_the_frozen_pair_features_hold(tiny):
+    from sparse_transfer.upstream.evaluation import linear_probe, pair_features
+
+    model, tokenizer = tiny
+    first, second = SENTENCES[:6] * 4, SENTENCES[6:] * 4
+    features = pair_features(model, tokenizer, first, second, batch_size=5)
+    assert features["cls"].shape == (24, model.config.hidden_size)
+    assert features["segments"].shape == (24, 4 * model.config.hidden_size)
+    u, v = features["segments"][:, :16], features["segments"][:, 16:32]
+    assert torch.allclose(features["segments"][:, 32:48], (u - v).abs()) and not torch.allclose(u, v)
+    gold = (features["cls"][:, 0] * 3 + features["cls"][:, 1]).tolist()  # a linear function of the [CLS] state
+    scores = linear_probe(features, gold, features, gold)
+    assert set(scores) == {"cls", "segments"} and scores["cls"] > 99.0

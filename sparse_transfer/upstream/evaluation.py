@@ -91,3 +91,43 @@ def joint_pair_similarity(model, tokenizer, first: list[str], second: list[str],
                                     for h in hidden]).cpu())  # [blocks, batch]
     cosines = torch.cat(cosines, dim=1)
     return [100 * float(spearmanr(block.numpy(), gold).correlation) for block in cosines]
+
+
+@torch.no_grad()
+def pair_features(model, tokenizer, first: list[str], second: list[str], batch_size: int = 64,
+                  max_length: int = 128) -> dict[str, torch.Tensor]:
+    """Frozen features of `[CLS] a [SEP] b [SEP]` read as one input, at the last block: `cls`, the
+    [CLS] state a cross-encoder's head reads; `segments`, [u, v, |u - v|, u * v] of the means u, v
+    of each sentence's word tokens (the comparison a head could make of the two sentences)."""
+    model.eval()
+    device = next(model.parameters()).device
+    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
+    cls, segments = [], []
+    for start in range(0, len(first), batch_size):
+        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
+                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        word = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        u = mean_pool(hidden, word & (batch["token_type_ids"] == 0))
+        v = mean_pool(hidden, word & (batch["token_type_ids"] == 1))
+        cls.append(hidden[:, 0].cpu())
+        segments.append(torch.cat([u, v, (u - v).abs(), u * v], dim=-1).cpu())
+    return {"cls": torch.cat(cls), "segments": torch.cat(segments)}
+
+
+def linear_probe(train_features: dict[str, torch.Tensor], train_gold: list[float],
+                 dev_features: dict[str, torch.Tensor], dev_gold: list[float]) -> dict[str, float]:
+    """Dev Pearson (x100) of a ridge regression (penalty chosen by cross-validation on train)
+    from each kind of frozen feature to the gold scores: what a head could read without
+    changing the encoder."""
+    from scipy.stats import pearsonr
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scores = {}
+    for kind, features in train_features.items():
+        probe = make_pipeline(StandardScaler(), RidgeCV(alphas=[0.1, 1.0, 10.0, 100.0, 1000.0]))
+        probe.fit(features.double().numpy(), train_gold)  # float32 variances of near-constant features underflow
+        scores[kind] = 100 * float(pearsonr(probe.predict(dev_features[kind].double().numpy()), dev_gold)[0])
+    return scores

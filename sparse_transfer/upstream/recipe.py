@@ -126,7 +126,7 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
     if any(w < 0 for w in weights.values()):
         fail(f"loss term weights must be >= 0, got {weights}")
     if not any(weights.values()):
-        fail("every distillation term has weight 0; give logits, hidden, attention or embedding a weight")
+        fail("every distillation term has weight 0; give logits, hidden, attention, embedding or cls a weight")
     if distillation.embedding_loss not in EMBEDDING_LOSSES:
         fail(f"distillation.embedding_loss {distillation.embedding_loss!r} is unknown; use one of {EMBEDDING_LOSSES}")
     if not 0.0 <= distillation.hardness <= 1.0:
