@@ -1,7 +1,11 @@
 #!/usr/bin/env python
-"""The under-/over-training verdict (sparse_transfer/verdict.py) on every recorded run that
-still has its per-epoch curve: the run directories under benchmarks/work/ that hold
-`eval_results.json` and `epoch_metrics.csv`. Writes benchmarks/results/training_verdicts.md.
+"""The under-/over-training verdict (sparse_transfer/verdict.py) on the recorded runs:
+- every run directory under benchmarks/work/ with `eval_results.json` and `epoch_metrics.csv`
+  (the whole per-epoch curve);
+- the records of benchmarks/results/glue/ (sparse_transfer_glue.py), which keep only the best and
+  the final epoch: read as a curve of those one or two points, so a run whose best epoch is its
+  last is `undetermined` there (telling `undertrained` needs the epoch before the last).
+Writes benchmarks/results/training_verdicts.md.
 
     python benchmarks/training_verdicts.py
 """
@@ -19,6 +23,7 @@ from sparse_transfer.verdict import loss_key, training_verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "work"
+GLUE_RECORDS = ROOT / "benchmarks" / "results" / "glue"
 TABLE = ROOT / "benchmarks" / "results" / "training_verdicts.md"
 
 
@@ -28,26 +33,36 @@ def epoch_curve(run_dir: Path) -> list[dict]:
                 for row in csv.DictReader(f)]
 
 
-def main() -> None:
-    rows, counts = [], collections.Counter()
+def curves():
+    """(name, task, recipe, metric key, epoch rows, source) of every run with a curve."""
     for results_path in sorted(WORK.rglob("eval_results.json")):
         run_dir = results_path.parent
-        if not (run_dir / "epoch_metrics.csv").exists():
-            continue
-        results = json.loads(results_path.read_text())
-        metric = results["main_metric"]
-        loss = loss_key(metric, get_task(results["task"]).main_metric)
-        curve = epoch_curve(run_dir)
+        if (run_dir / "epoch_metrics.csv").exists():
+            results = json.loads(results_path.read_text())
+            yield (run_dir.name, results["task"], results["recipe"], results["main_metric"], epoch_curve(run_dir),
+                   "whole curve")
+    for record_path in sorted(GLUE_RECORDS.glob("*.json")):
+        record = json.loads(record_path.read_text())
+        metric = "eval_" + get_task(record["task"]).main_metric
+        points = [record["best"]] if record["best"]["epoch"] == record["final"]["epoch"] else \
+            [record["best"], record["final"]]
+        yield record_path.stem, record["task"], record["recipe"], metric, points, "best and final epochs"
+
+
+def main() -> None:
+    rows, counts = [], collections.Counter()
+    for name, task, recipe, metric, curve, source in curves():
+        loss = loss_key(metric, get_task(task).main_metric)
         verdict = training_verdict(curve, metric, loss)
-        counts[verdict["verdict"]] += 1
-        rows.append([run_dir.name, results["task"], results["recipe"],
-                     " ".join(f"{100 * row[metric]:.1f}" for row in curve),
-                     " ".join(f"{row[loss]:.2f}" for row in curve),
-                     verdict["verdict"]])
-    text = ("# Training verdicts of the recorded runs\n\nEvery run directory under benchmarks/work/ with a per-epoch "
-            "curve, read by `sparse_transfer.verdict.training_verdict` (thresholds in that module).\n\n"
-            + markdown_table(["run", "task", "recipe", "main metric per epoch", "eval loss per epoch", "verdict"], rows)
-            + "\nCounts: " + ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) + "\n")
+        counts[(source, verdict["verdict"])] += 1
+        rows.append([name, task, recipe, source, " ".join(f"{row['epoch']:g}:{100 * row[metric]:.1f}" for row in curve),
+                     " ".join(f"{row[loss]:.2f}" for row in curve), verdict["verdict"]])
+    text = ("# Training verdicts of the recorded runs\n\nRead by `sparse_transfer.verdict.training_verdict` "
+            "(thresholds in that module), from each run directory's per-epoch curve, or from the best and final "
+            "epochs that `benchmarks/results/glue/` records keep.\n\n"
+            + markdown_table(["run", "task", "recipe", "read from", "epoch:main metric", "eval loss", "verdict"], rows)
+            + "\nCounts: " + "; ".join(f"{source}: {verdict} {count}" for (source, verdict), count
+                                       in sorted(counts.items())) + "\n")
     write_text_atomic(TABLE, text)
     print(text)
 

@@ -183,3 +183,15 @@ def test_pair_task_tsv_and_regression_csv_on_the_real_minilm(minilm_90, tmp_path
     assert results["main_metric"] == "eval_pearson" and "eval_spearmanr" in results["best"]
     config = json.loads((out / "config.json").read_text())
     assert "per_class" not in results and config["problem_type"] == "regression" and len(config["id2label"]) == 1
+
+
+def test_grid_on_an_own_task_works_as_for_glue(tiny_model_dir, tmp_path, three_classes):
+    out = tmp_path / "grid"
+    assert run_glue.main(["--model_name_or_path", str(tiny_model_dir), "--train_file", three_classes[0],
+                          "--validation_file", three_classes[1], "--recipe", "recipes/dense_transfer.yaml",
+                          "--num_train_epochs", "2", "--grid", "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    summary = json.loads((out / "grid_summary.json").read_text())
+    assert summary["metric"] == "eval_accuracy" and len(summary["runs"]) == 6
+    assert all(run["verdict"] in ("undertrained", "overfitting", "converged") for run in summary["runs"].values())
+    assert "| verdict |" in (out / "grid_summary.md").read_text()
+    assert (out / "lr0.0001_dropout0.05" / "eval_curves.png").is_file()
