@@ -352,17 +352,19 @@ def report() -> str:
     lines += [f"| {name} | {method} | {scores} |" for name, method, scores in curves if scores]
     lines += ["", f"Ablations of recipes/upstream/magnitude_distill.yaml at {ABLATION_STEPS['training']['max_steps']} "
               "steps (to 90%, each changing one piece):", "",
-              "| ablation | change | embedding cosine to dense | zero-shot STS-B Spearman | final loss terms | "
-              "s per 1000 steps |", "|---|---|---|---|---|---|"]
+              "| ablation | change | embedding cosine to dense | zero-shot STS-B Spearman | [CLS] spread across STS-B "
+              "pairs | final loss terms | s per 1000 steps |", "|---|---|---|---|---|---|---|"]
     for name, changes in ABLATIONS.items():
         record = load_record(name)
         upstream, embeddings = record.get("upstream"), record.get("embeddings")
         if not embeddings:
-            lines.append(f"| {name} | `{json.dumps(changes)}` | not run | not run | | |")
+            lines.append(f"| {name} | `{json.dumps(changes)}` | not run | not run | | | |")
             continue
         terms = ", ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in upstream["final_loss_terms"].items())
+        spread = record.get("cls_spread")
+        spread_text = f"{spread['cls_std_across_pairs']:.3f}" if spread else "not run"
         lines.append(f"| {name} | `{json.dumps(changes)}` | {embeddings['fidelity_cosine']:.3f} | "
-                     f"{embeddings['zero_shot_stsb_spearman']:.1f} | {terms} | "
+                     f"{embeddings['zero_shot_stsb_spearman']:.1f} | {spread_text} | {terms} | "
                      f"{upstream['seconds_per_1000_steps']:.0f} |")
     lines += ["", "Zero-shot STS-B dev Spearman, the two sentences read apart (bi-encoder: `embeddings`) and read as one "
               "pair input, at the output of every block (mean of each sentence's tokens, cosine):", "",
