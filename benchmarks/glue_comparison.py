@@ -29,16 +29,14 @@ compares every method at the same configurations.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import random
 import statistics
-from pathlib import Path
 
 from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, dense_model, glue_run
 
-from sparse_transfer.reports import plot_curves, write_json_atomic, write_text_atomic
+from sparse_transfer.reports import plot_curves, read_csv, write_json_atomic, write_text_atomic
 
 RECORDS = ROOT / "benchmarks" / "results" / "glue_comparison"
 TABLES = ROOT / "benchmarks" / "results" / "glue_comparison.md"
@@ -115,9 +113,7 @@ def run_one(task: str, method: str, lr: float, dropout: float, records: list[dic
     print(f"[run] {name}", flush=True)
     out = WORK / "glue_comparison" / name
     measured = glue_run(task, model, recipe, lr, 0, out, tuple(extra))
-    with open(out / "epoch_metrics.csv") as f:
-        curve = [{key: float(value) if value not in ("", "None") else None for key, value in row.items()}
-                 for row in csv.DictReader(f)]
+    curve = read_csv(out / "epoch_metrics.csv")
     write_json_atomic(RECORDS / f"{name}.json", {
         "task": task, "method": method, "learning_rate": lr, "dropout": dropout, "recipe": recipe,
         "model": "dense" if method == "dense_reference" else UPSTREAM_MODEL,

@@ -13,11 +13,10 @@ Writes benchmarks/results/training_verdicts.md.
 from __future__ import annotations
 
 import collections
-import csv
 import json
 from pathlib import Path
 
-from sparse_transfer.reports import markdown_table, write_text_atomic
+from sparse_transfer.reports import markdown_table, read_csv, write_text_atomic
 from sparse_transfer.glue import get_task
 from sparse_transfer.verdict import loss_key, training_verdict
 
@@ -27,19 +26,13 @@ GLUE_RECORDS = ROOT / "benchmarks" / "results" / "glue"
 TABLE = ROOT / "benchmarks" / "results" / "training_verdicts.md"
 
 
-def epoch_curve(run_dir: Path) -> list[dict]:
-    with open(run_dir / "epoch_metrics.csv") as f:
-        return [{key: float(value) if value not in ("", "None") else None for key, value in row.items()}
-                for row in csv.DictReader(f)]
-
-
 def curves():
     """(name, task, recipe, metric key, epoch rows, source) of every run with a curve."""
     for results_path in sorted(WORK.rglob("eval_results.json")):
         run_dir = results_path.parent
         if (run_dir / "epoch_metrics.csv").exists():
             results = json.loads(results_path.read_text())
-            yield (run_dir.name, results["task"], results["recipe"], results["main_metric"], epoch_curve(run_dir),
+            yield (run_dir.name, results["task"], results["recipe"], results["main_metric"], read_csv(run_dir / "epoch_metrics.csv"),
                    "whole curve")
     for record_path in sorted(GLUE_RECORDS.glob("*.json")):
         record = json.loads(record_path.read_text())

@@ -40,16 +40,14 @@ The STS-B runs of the dense and one-shot models are the records of sparse_transf
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from sparse_transfer_glue import GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK, dense_model, glue_run, sparse_model
 
-from sparse_transfer.reports import write_json_atomic, write_text_atomic
+from sparse_transfer.reports import read_csv, write_json_atomic, write_text_atomic
 
 CORPUS = WORK / "wordnet"
 RECORDS = ROOT / "benchmarks" / "results" / "upstream"
@@ -313,8 +311,7 @@ def epoch_scores(name: str, evaluation: str, metric: str) -> str | None:
     path = WORK / "upstream_eval" / f"{name}_{evaluation}" / "epoch_metrics.csv"
     if not path.exists():
         return None
-    with open(path) as f:
-        return " ".join(f"{100 * float(row[metric]):.1f}" for row in csv.DictReader(f))
+    return " ".join(f"{100 * row[metric]:.1f}" for row in read_csv(path))
 
 
 def report() -> str:

@@ -66,6 +66,13 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         writer.writerows(rows)
 
 
+def read_csv(path: str | Path) -> list[dict]:
+    """The rows `write_csv` wrote, numbers as floats and empty cells (or None) as None."""
+    with open(path, newline="") as f:
+        return [{key: float(value) if value not in ("", "None") else None for key, value in row.items()}
+                for row in csv.DictReader(f)]
+
+
 def plot_curves(curves: dict[str, list[dict]], metric_key: str, path: str | Path, title: str) -> Path:
     """Eval loss and main metric per epoch, one line per run (`curves`: label -> epoch rows)."""
     import matplotlib

@@ -62,3 +62,12 @@ def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spr
     assert "Distillation closes 60% of the gap from gradual unfreezing to dense." in text  # (48-42)/(52-42)
     assert (bench.TABLES.parent / "glue_comparison_cola.png").stat().st_size > 0
     assert "### STSB" in text and "Not run yet." in text
+
+
+def test_epoch_rows_round_trip_through_csv(tmp_path):
+    from sparse_transfer.reports import read_csv, write_csv
+
+    rows = [{"epoch": 1, "train_loss": None, "stage": 0, "eval_loss": 0.75, "eval_pearson": 0.125},
+            {"epoch": 2, "train_loss": 1.5, "stage": 1, "eval_loss": 0.5, "eval_pearson": 0.25}]
+    write_csv(rows, tmp_path / "epoch_metrics.csv")
+    assert read_csv(tmp_path / "epoch_metrics.csv") == rows  # numbers as floats (1 == 1.0), empty cells as None
