@@ -58,21 +58,26 @@ def _load_glue_tsv(task: GlueTask, data_dir: str, cache_dir: str | None) -> Data
         # Each file has its own header (MNLI's dev files carry label1..label5).
         header = _tsv_header(path)
         column_names = header if layout.header else [f"column{i}" for i in range(len(header))]
-        raw[split] = load_dataset(
-            "csv",
-            data_files={"train": path},
-            split="train",
-            delimiter="\t",
-            quoting=csv.QUOTE_NONE,  # GLUE sentences contain quote characters
-            keep_default_na=False,  # "NA" and "null" are words here, not missing values
-            encoding="utf-8-sig",  # MRPC starts with a byte-order mark
-            header=0 if layout.header else None,
-            column_names=None if layout.header else column_names,
-            features=Features({name: Value("string") for name in column_names}),
-            cache_dir=cache_dir,
-        )
+        raw[split] = _read_glue_tsv(path, column_names, layout.header, cache_dir)
         columns = {hub: (column_names[src] if isinstance(src, int) else src) for hub, src in layout.columns.items()}
     return _to_hub_format(task, DatasetDict(raw), columns, source=directory)
+
+
+def _read_glue_tsv(path: str, column_names: list[str], header: bool, cache_dir: str | None):
+    """One GLUE TSV file, every column a string."""
+    return load_dataset(
+        "csv",
+        data_files={"train": path},
+        split="train",
+        delimiter="\t",
+        quoting=csv.QUOTE_NONE,  # GLUE sentences contain quote characters
+        keep_default_na=False,  # "NA" and "null" are words here, not missing values
+        encoding="utf-8-sig",  # MRPC starts with a byte-order mark
+        header=0 if header else None,
+        column_names=None if header else column_names,
+        features=Features({name: Value("string") for name in column_names}),
+        cache_dir=cache_dir,
+    )
 
 
 def _tsv_header(path: str) -> list[str]:
@@ -151,11 +156,7 @@ def load_test(task: GlueTask, data_dir: str | None = None, test_file: str | None
             path = os.path.join(data_dir, task.tsv.directory, filename)
             if not os.path.isfile(path):
                 raise GlueDataError(f"--do_predict needs {path} (the GLUE test file) or --test_file FILE")
-            header = _tsv_header(path)
-            splits[split] = load_dataset(
-                "csv", data_files={"train": path}, split="train", delimiter="\t", quoting=csv.QUOTE_NONE,
-                keep_default_na=False, encoding="utf-8-sig", features=Features({name: Value("string") for name in header}),
-                cache_dir=cache_dir)
+            splits[split] = _read_glue_tsv(path, _tsv_header(path), True, cache_dir)  # test files have a header
         columns, source = task.tsv.test_column_map(), os.path.join(data_dir, task.tsv.directory)
     else:
         raise GlueDataError("--do_predict needs --test_file FILE, or --data_dir with the GLUE test files")
