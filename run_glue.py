@@ -210,9 +210,9 @@ def train_and_report(model_args, data_args, st_args, training_args, task, recipe
     trainer.save_state()
     # every process takes part in predict (it gathers across them); the best epoch's model is loaded
     per_class = {} if task.is_regression else {
-        split: per_class_report(task, *label_predictions(trainer, dataset))
+        split: per_class_report(task, *logits_and_labels(trainer, dataset))
         for split, dataset in (evaluation.items() if isinstance(evaluation, dict) else [("validation", evaluation)])}
-    test_logits = {split: trainer.predict(prediction_input(rows, task, tokenizer, data_args)).predictions
+    test_logits = {split: logits_and_labels(trainer, prediction_input(rows, task, tokenizer, data_args))[0]
                    for split, rows in test.items()}
     if not trainer.is_world_process_zero():
         return {}
@@ -253,7 +253,8 @@ def train_and_report(model_args, data_args, st_args, training_args, task, recipe
     return results
 
 
-def label_predictions(trainer, dataset):
+def logits_and_labels(trainer, dataset):
+    """The model's logits on `dataset` (the first output when it returns several) and its labels, if any."""
     output = trainer.predict(dataset)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return logits, output.label_ids
