@@ -40,6 +40,19 @@ def zero_shot_similarity(model, tokenizer, first: list[str], second: list[str], 
     return 100 * float(spearmanr(cosines.numpy(), gold).correlation)
 
 
+def pair_batches(model, tokenizer, first: list[str], second: list[str], batch_size: int = 64,
+                 max_length: int = 128):
+    """`[CLS] a [SEP] b [SEP]` batches on the model's device (model in eval mode), each with
+    `word`: its real tokens that are not special tokens ([CLS], [SEP], padding)."""
+    model.eval()
+    device = next(model.parameters()).device
+    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
+    for start in range(0, len(first), batch_size):
+        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
+                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        yield batch, batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
+
+
 @torch.no_grad()
 def cross_segment_attention(model, tokenizer, first: list[str], second: list[str], batch_size: int = 64,
                             max_length: int = 128) -> dict[str, list[float]]:
@@ -48,18 +61,12 @@ def cross_segment_attention(model, tokenizer, first: list[str], second: list[str
     that goes to the other segment (over all real tokens); `same_token`, the share that
     goes to copies of the token itself in the other segment (over tokens that have one:
     the word matching that sentence similarity rests on). Needs attn_implementation="eager"."""
-    model.eval()
-    device = next(model.parameters()).device
-    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
     sums = {"other_segment": 0.0, "same_token": 0.0}
     counts = {"other_segment": 0.0, "same_token": 0.0}
-    for start in range(0, len(first), batch_size):
-        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
-                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
+    for batch, word in pair_batches(model, tokenizer, first, second, batch_size, max_length):
         attentions = torch.stack(model(**batch, output_attentions=True).attentions).float().mean(2)  # [blocks, b, q, k]
         ids, segment, real = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"].bool()
         other = (segment[:, :, None] != segment[:, None, :]) & real[:, None, :]  # [b, q, k]
-        word = real & ~torch.isin(ids, special)
         same = other & (ids[:, :, None] == ids[:, None, :]) & word[:, :, None] & word[:, None, :]
         has_copy = same.any(-1)  # queries with a copy of themselves in the other segment
         for key, keys, queries in (("other_segment", other, real), ("same_token", same, has_copy)):
@@ -77,14 +84,8 @@ def joint_pair_similarity(model, tokenizer, first: list[str], second: list[str],
     sentence b's, correlated with the gold scores (Spearman x100), one value per block. The
     bi-encoder score of `zero_shot_similarity` against this one separates "the pruned model
     lost its sentence representations" from "it loses them when the two sentences meet"."""
-    model.eval()
-    device = next(model.parameters()).device
-    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
     cosines = []
-    for start in range(0, len(first), batch_size):
-        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
-                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
-        word = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
+    for batch, word in pair_batches(model, tokenizer, first, second, batch_size, max_length):
         in_a, in_b = word & (batch["token_type_ids"] == 0), word & (batch["token_type_ids"] == 1)
         hidden = model(**batch, output_hidden_states=True).hidden_states[1:]
         cosines.append(torch.stack([F.cosine_similarity(mean_pool(h.float(), in_a), mean_pool(h.float(), in_b))
@@ -99,14 +100,8 @@ def pair_features(model, tokenizer, first: list[str], second: list[str], batch_s
     """Frozen features of `[CLS] a [SEP] b [SEP]` read as one input, at the last block: `cls`, the
     [CLS] state a cross-encoder's head reads; `segments`, [u, v, |u - v|, u * v] of the means u, v
     of each sentence's word tokens (the comparison a head could make of the two sentences)."""
-    model.eval()
-    device = next(model.parameters()).device
-    special = torch.tensor(sorted(tokenizer.all_special_ids), device=device)
     cls, segments = [], []
-    for start in range(0, len(first), batch_size):
-        batch = tokenizer(first[start:start + batch_size], second[start:start + batch_size], padding=True,
-                          truncation=True, max_length=max_length, return_tensors="pt").to(device)
-        word = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
+    for batch, word in pair_batches(model, tokenizer, first, second, batch_size, max_length):
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
         u = mean_pool(hidden, word & (batch["token_type_ids"] == 0))
         v = mean_pool(hidden, word & (batch["token_type_ids"] == 1))
