@@ -179,17 +179,23 @@ def upstream_summary(name: str) -> dict:
             "command": " ".join(upstream_command(name)[1:])}
 
 
+def stsb():
+    """STS-B (train and dev) from the original TSVs."""
+    from sparse_transfer.glue import get_task
+    from sparse_transfer.glue.data import load_glue
+
+    return load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))
+
+
 def measure_embeddings(path: str) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from sparse_transfer.glue import get_task
-    from sparse_transfer.glue.data import load_glue
     from sparse_transfer.upstream.evaluation import embedding_fidelity, zero_shot_similarity
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model, teacher = AutoModel.from_pretrained(path), AutoModel.from_pretrained(dense_model())
     lines = [line for line in (CORPUS / "heldout.txt").read_text().splitlines() if line.strip()][:HELDOUT_LINES]
-    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"]
+    dev = stsb()["validation"]
     return {"fidelity_cosine": embedding_fidelity(model, teacher, tokenizer, lines),
             "zero_shot_stsb_spearman": zero_shot_similarity(model, tokenizer, dev["sentence1"], dev["sentence2"],
                                                             dev["label"]),
@@ -199,11 +205,9 @@ def measure_embeddings(path: str) -> dict:
 def measure_cross_attention(path: str) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from sparse_transfer.glue import get_task
-    from sparse_transfer.glue.data import load_glue
     from sparse_transfer.upstream.evaluation import cross_segment_attention
 
-    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"].select(range(CROSS_ATTENTION_PAIRS))
+    dev = stsb()["validation"].select(range(CROSS_ATTENTION_PAIRS))
     model = AutoModel.from_pretrained(path, attn_implementation="eager")
     return {**cross_segment_attention(model, AutoTokenizer.from_pretrained(path), dev["sentence1"], dev["sentence2"]),
             "pairs": CROSS_ATTENTION_PAIRS}
@@ -212,11 +216,9 @@ def measure_cross_attention(path: str) -> dict:
 def measure_pair_reading(path: str) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from sparse_transfer.glue import get_task
-    from sparse_transfer.glue.data import load_glue
     from sparse_transfer.upstream.evaluation import joint_pair_similarity
 
-    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"]
+    dev = stsb()["validation"]
     return {"joint_spearman_per_block": joint_pair_similarity(
         AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), dev["sentence1"], dev["sentence2"],
         dev["label"]), "pairs": len(dev)}
@@ -226,10 +228,8 @@ def measure_cls_spread(path: str) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from sparse_transfer.glue import get_task
-    from sparse_transfer.glue.data import load_glue
 
-    dev = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))["validation"]
+    dev = stsb()["validation"]
     model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
     cls, pooled = [], []
     with torch.no_grad():
@@ -247,11 +247,9 @@ def measure_cls_spread(path: str) -> dict:
 def measure_pair_probe(path: str) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from sparse_transfer.glue import get_task
-    from sparse_transfer.glue.data import load_glue
     from sparse_transfer.upstream.evaluation import linear_probe, pair_features
 
-    data = load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))
+    data = stsb()
     model, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     train, dev = data["train"], data["validation"]
     return {"dev_pearson": linear_probe(pair_features(model, tokenizer, train["sentence1"], train["sentence2"]),
