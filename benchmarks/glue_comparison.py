@@ -20,9 +20,11 @@ Protocol: CoLA and STS-B every method over the paper's grid LR {1e-4, 2e-4, 3e-4
 (dropout 0.1). Reported: the mean of the two best runs (best epoch, as the paper) and their
 final-epoch mean. Resumable: every finished run is a record under
 benchmarks/results/glue_comparison/; runs go in an order where an unfinished matrix still
-compares every method at the same configurations.
+compares every method at the same configurations. Several workers may share the matrix (each
+claims a run before training it; a dead worker's claim is taken over), e.g. two with one torch
+thread each on the 2-core machine:
 
-    python benchmarks/glue_comparison.py run [--tasks cola sst2 stsb] [--methods ...] [--limit N]
+    OMP_NUM_THREADS=1 python benchmarks/glue_comparison.py run [--tasks cola sst2 stsb] [--methods ...] [--limit N]
     python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import statistics
 
@@ -73,6 +76,39 @@ def sst2_files() -> tuple[str, str]:
     return str(train), str(GLUE_DIR / "SST-2" / "dev.tsv")
 
 
+def claim(name: str) -> bool:
+    """Take run `name` for this process; False while another live process has it."""
+    path = WORK / "glue_comparison" / f"{name}.claim"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = path.read_text().strip()
+        if not owner or owner_alive(int(owner)):  # empty: its owner is writing its pid right now
+            return False
+        path.unlink(missing_ok=True)  # a killed worker's claim: its run starts over here
+        return claim(name)
+    with os.fdopen(handle, "w") as file:
+        file.write(str(os.getpid()))
+    return True
+
+
+def owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def teacher_ready(records: list[dict], task: str) -> bool:
+    """The distilled runs' teacher is the best dense reference, chosen once all of them are recorded."""
+    done = {(r["learning_rate"], r["dropout"]) for r in records if r["task"] == task and r["method"] == "dense_reference"}
+    return all(configuration in done for configuration in DENSE_GRID)
+
+
 def best_record(records: list[dict], task: str, method: str) -> dict | None:
     runs = [r for r in records if r["task"] == task and r["method"] == method]
     return max(runs, key=lambda r: r["best"][MAIN_METRIC[task]]) if runs else None
@@ -91,10 +127,22 @@ def planned_runs(task: str, methods: list[str], records: list[dict]) -> list[tup
 
 
 def run_one(task: str, method: str, lr: float, dropout: float, records: list[dict]) -> bool:
-    """Train and record one run; False when it is recorded already."""
+    """Train and record one run; False when it is recorded already, another worker has it, or
+    (a distilled run) its teacher is not chosen yet."""
     name = run_name(task, method, lr, dropout)
     if (RECORDS / f"{name}.json").exists():
         return False
+    if method == "gradual_unfreeze_distill" and not teacher_ready(records, task):
+        return False
+    if not claim(name):
+        return False
+    try:
+        return train_and_record(name, task, method, lr, dropout, records)
+    finally:
+        (WORK / "glue_comparison" / f"{name}.claim").unlink(missing_ok=True)
+
+
+def train_and_record(name: str, task: str, method: str, lr: float, dropout: float, records: list[dict]) -> bool:
     from upstream_minilm import model_path
 
     extra = ["--dropout", f"{dropout:g}"]
@@ -105,10 +153,7 @@ def run_one(task: str, method: str, lr: float, dropout: float, records: list[dic
     if method.startswith("dense_transfer_") and method.endswith("ep"):
         extra += ["--num_train_epochs", method.removeprefix("dense_transfer_").removesuffix("ep")]
     if method == "gradual_unfreeze_distill":
-        teacher = best_record(records, task, "dense_reference")
-        if not teacher:
-            raise SystemExit(f"{name}: the dense reference of {task} is not recorded yet; run it first")
-        extra += ["--teacher", str(ROOT / teacher["output_dir"])]
+        extra += ["--teacher", str(ROOT / best_record(records, task, "dense_reference")["output_dir"])]
     model = dense_model() if method == "dense_reference" else model_path(UPSTREAM_MODEL)
     print(f"[run] {name}", flush=True)
     out = WORK / "glue_comparison" / name
@@ -224,12 +269,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="stop after this many new runs")
     options = parser.parse_args()
     if options.action == "run":
-        done = 0
-        for task in options.tasks:
-            for method, lr, dropout in planned_runs(task, options.methods, load_records()):
-                if options.limit is not None and done >= options.limit:
-                    break
-                done += run_one(task, method, lr, dropout, load_records())
+        done, started = 0, True
+        while started:  # again until a pass starts nothing: runs skipped for a teacher or another worker
+            started = False
+            for task in options.tasks:
+                for method, lr, dropout in planned_runs(task, options.methods, load_records()):
+                    if options.limit is not None and done >= options.limit:
+                        break
+                    if run_one(task, method, lr, dropout, load_records()):
+                        done, started = done + 1, True
     print(report())
 
 

@@ -18,6 +18,7 @@ def bench(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(module, "TABLES", tmp_path / "tables.md")
     monkeypatch.setattr(module, "ONE_SHOT_RECORDS", tmp_path / "none")
+    monkeypatch.setattr(module, "WORK", tmp_path / "work")
     (tmp_path / "records").mkdir()
     return module
 
@@ -42,6 +43,31 @@ def test_plan_runs_the_teacher_first_then_every_method_per_configuration(bench):
                 "best": {"eval_matthews_correlation": 0.3}}]
     rescaled = bench.planned_runs("cola", ["rescaled_dense"], records)
     assert rescaled == [(f"dense_transfer_{e}ep", 2e-4, 0.05) for e in (1, 2, 4, 5, 6, 7)]
+
+
+def test_workers_claim_a_run_once_and_take_over_a_dead_workers_claim(bench):
+    import os
+    import subprocess
+
+    assert bench.claim("cola_dense_transfer_lr0.0001_dropout0.1")
+    assert not bench.claim("cola_dense_transfer_lr0.0001_dropout0.1")  # held by a live process (this one)
+    assert bench.claim("cola_gradual_unfreeze_lr0.0001_dropout0.1")  # another run is free
+    stale = bench.WORK / "glue_comparison" / "cola_extended_dense_transfer_lr0.0001_dropout0.1.claim"
+    dead = subprocess.Popen(["true"])  # a worker that has exited: its pid no longer runs
+    dead.wait()
+    stale.write_text(str(dead.pid))
+    assert bench.claim("cola_extended_dense_transfer_lr0.0001_dropout0.1")
+    assert stale.read_text() == str(os.getpid())
+
+
+def test_distilled_runs_wait_until_every_dense_reference_is_recorded(bench):
+    record(bench, "dense_reference", 2e-5, 0.1, 0.50, 0.48)
+    record(bench, "dense_reference", 5e-5, 0.1, 0.52, 0.48)
+    assert not bench.teacher_ready(bench.load_records(), "cola")
+    assert not bench.run_one("cola", "gradual_unfreeze_distill", 1e-4, 0.1, bench.load_records())  # nothing trained
+    record(bench, "dense_reference", 1e-4, 0.1, 0.51, 0.48)
+    assert bench.teacher_ready(bench.load_records(), "cola")
+    assert not bench.teacher_ready(bench.load_records(), "stsb")
 
 
 def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spread(bench):
