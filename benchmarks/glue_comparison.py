@@ -25,6 +25,10 @@ claims a run before training it; a dead worker's claim is taken over), e.g. two 
 thread each on the 2-core machine:
 
     OMP_NUM_THREADS=1 python benchmarks/glue_comparison.py run [--tasks cola sst2 stsb] [--methods ...] [--limit N]
+
+`--sparse_model NAME` (an upstream model of `upstream_minilm.py`, e.g. upstream-80-magnitude) runs
+the sparse rows from another model: the issue's fallback where 90% fails on a task. Its runs are
+named after it and get tables of their own, against the same dense reference.
     python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
 """
 
@@ -56,8 +60,10 @@ SST2_SAMPLE, SST2_SEED = 16000, 0
 TOP_K = 2
 
 
-def run_name(task: str, method: str, lr: float, dropout: float) -> str:
-    return f"{task}_{method}_lr{lr:g}_dropout{dropout:g}"
+def run_name(task: str, method: str, lr: float, dropout: float, model: str = UPSTREAM_MODEL) -> str:
+    """The record's name; sparse runs from a model other than the main one carry its name."""
+    prefix = task if method == "dense_reference" or model == UPSTREAM_MODEL else f"{task}_{model}"
+    return f"{prefix}_{method}_lr{lr:g}_dropout{dropout:g}"
 
 
 def load_records() -> list[dict]:
@@ -109,27 +115,29 @@ def teacher_ready(records: list[dict], task: str) -> bool:
     return all(configuration in done for configuration in DENSE_GRID)
 
 
-def best_record(records: list[dict], task: str, method: str) -> dict | None:
-    runs = [r for r in records if r["task"] == task and r["method"] == method]
+def best_record(records: list[dict], task: str, method: str, model: str | None = None) -> dict | None:
+    runs = [r for r in records if r["task"] == task and r["method"] == method and model in (None, r["model"])]
     return max(runs, key=lambda r: r["best"][MAIN_METRIC[task]]) if runs else None
 
 
-def planned_runs(task: str, methods: list[str], records: list[dict]) -> list[tuple[str, float, float]]:
+def planned_runs(task: str, methods: list[str], records: list[dict],
+                 model: str = UPSTREAM_MODEL) -> list[tuple[str, float, float]]:
     """(method, lr, dropout) in the order to run: the dense reference first (the teacher of the
     distilled runs), then every method at one grid configuration before the next configuration."""
     plan = [("dense_reference", lr, dropout) for lr, dropout in DENSE_GRID] if "dense_reference" in methods else []
     plan += [(method, lr, dropout) for lr, dropout in GRID[task] for method in SPARSE_METHODS if method in methods]
-    dense_transfer = best_record(records, task, "dense_transfer")
+    dense_transfer = best_record(records, task, "dense_transfer", model)
     if task == "cola" and "rescaled_dense" in methods and dense_transfer:
         plan += [(f"dense_transfer_{epochs}ep", dense_transfer["learning_rate"], dense_transfer["dropout"])
                  for epochs in RESCALED_EPOCHS]
     return plan
 
 
-def run_one(task: str, method: str, lr: float, dropout: float, records: list[dict]) -> bool:
+def run_one(task: str, method: str, lr: float, dropout: float, records: list[dict],
+            model: str = UPSTREAM_MODEL) -> bool:
     """Train and record one run; False when it is recorded already, another worker has it, or
     (a distilled run) its teacher is not chosen yet."""
-    name = run_name(task, method, lr, dropout)
+    name = run_name(task, method, lr, dropout, model)
     if (RECORDS / f"{name}.json").exists():
         return False
     if method == "gradual_unfreeze_distill" and not teacher_ready(records, task):
@@ -137,12 +145,13 @@ def run_one(task: str, method: str, lr: float, dropout: float, records: list[dic
     if not claim(name):
         return False
     try:
-        return train_and_record(name, task, method, lr, dropout, records)
+        return train_and_record(name, task, method, lr, dropout, records, model)
     finally:
         (WORK / "glue_comparison" / f"{name}.claim").unlink(missing_ok=True)
 
 
-def train_and_record(name: str, task: str, method: str, lr: float, dropout: float, records: list[dict]) -> bool:
+def train_and_record(name: str, task: str, method: str, lr: float, dropout: float, records: list[dict],
+                     model: str) -> bool:
     from upstream_minilm import model_path
 
     extra = ["--dropout", f"{dropout:g}"]
@@ -154,14 +163,15 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
         extra += ["--num_train_epochs", method.removeprefix("dense_transfer_").removesuffix("ep")]
     if method == "gradual_unfreeze_distill":
         extra += ["--teacher", str(ROOT / best_record(records, task, "dense_reference")["output_dir"])]
-    model = dense_model() if method == "dense_reference" else model_path(UPSTREAM_MODEL)
+    if method == "dense_reference":
+        model = "dense"
     print(f"[run] {name}", flush=True)
     out = WORK / "glue_comparison" / name
-    measured = glue_run(task, model, recipe, lr, 0, out, tuple(extra))
+    measured = glue_run(task, dense_model() if model == "dense" else model_path(model), recipe, lr, 0, out, tuple(extra))
     curve = read_csv(out / "epoch_metrics.csv")
     write_json_atomic(RECORDS / f"{name}.json", {
         "task": task, "method": method, "learning_rate": lr, "dropout": dropout, "recipe": recipe,
-        "model": "dense" if method == "dense_reference" else UPSTREAM_MODEL,
+        "model": model,
         "output_dir": str(out.relative_to(ROOT)), "epochs": curve, **measured})
     return True
 
@@ -189,11 +199,13 @@ def one_shot_line(task: str) -> str | None:
                                             sorted(per_method.items())) + ".")
 
 
-def task_report(task: str, records: list[dict]) -> list[str]:
+def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> list[str]:
+    """The table, reading and curves of one task's sparse runs from `model`, against the dense reference."""
     metric = MAIN_METRIC[task]
-    runs = [r for r in records if r["task"] == task]
+    runs = [r for r in records if r["task"] == task and r["model"] in ("dense", model)]
     methods = ["dense_reference", *SPARSE_METHODS, *(f"dense_transfer_{e}ep" for e in RESCALED_EPOCHS)]
-    lines = [f"### {task.upper()} ({metric.removeprefix('eval_')}, dev set)", "",
+    source = "" if model == UPSTREAM_MODEL else f" from {model}"
+    lines = [f"### {task.upper()}{source} ({metric.removeprefix('eval_')}, dev set)", "",
              f"| method | runs | mean of {TOP_K} best ± std (best epoch) | their final epoch | % of dense | "
              "best configuration | sparsity | violations | wall time / run | verdicts |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -205,7 +217,7 @@ def task_report(task: str, records: list[dict]) -> list[str]:
         if not mine:
             continue
         best, mean, std, final = top_k(mine, metric)
-        summary[method] = (mean, std)
+        summary[method] = (mean, std, len(mine))
         curves[method] = best[0]["epochs"]
         verdicts = ", ".join(f"{v} {sum(1 for r in mine if (r.get('verdict') or {}).get('verdict') == v)}"
                              for v in sorted({(r.get("verdict") or {}).get("verdict") for r in mine} - {None}))
@@ -220,26 +232,30 @@ def task_report(task: str, records: list[dict]) -> list[str]:
     note = one_shot_line(task)
     lines += ["", *([note] if note else []), "", reading(summary), ""]
     if curves:
-        plot = plot_curves(curves, metric, TABLES.parent / f"glue_comparison_{task}.png",
-                           f"{task}: best run of each method")
+        suffix = "" if model == UPSTREAM_MODEL else f"_{model}"
+        plot = plot_curves(curves, metric, TABLES.parent / f"glue_comparison_{task}{suffix}.png",
+                           f"{task}{source}: best run of each method")
         lines += [f"![{task} curves]({plot.name})", ""]
     return lines
 
 
-def reading(summary: dict[str, tuple[float, float]]) -> str:
-    """Does gradual unfreezing beat the best dense-transfer recipe, by more than the spread?"""
+def reading(summary: dict[str, tuple[float, float, int]]) -> str:
+    """Does gradual unfreezing beat the best dense-transfer recipe, by more than the spread?
+    `summary`: method -> (mean of the two best, their std, number of runs)."""
     gradual = summary.get("gradual_unfreeze")
     dense_recipes = {m: v for m, v in summary.items() if m.startswith(("dense_transfer", "extended_dense"))}
     if not gradual or not dense_recipes:
         return "Reading: not enough runs yet to compare gradual unfreezing with the dense-transfer recipes."
-    method, (mean, std) = max(dense_recipes.items(), key=lambda item: item[1][0])
+    method, (mean, std, runs) = max(dense_recipes.items(), key=lambda item: item[1][0])
     gap = gradual[0] - mean
-    spread = max(gradual[1], std)
     verdict = "beats" if gap > 0 else "does not beat"
-    size = "larger" if abs(gap) > spread else "not larger"
-    text = (f"Reading: gradual unfreezing {verdict} the best dense-transfer recipe ({method}) by "
-            f"{100 * gap:+.1f} points, {size} than the spread between its two best configurations "
-            f"({100 * spread:.1f}).")
+    text = f"Reading: gradual unfreezing {verdict} the best dense-transfer recipe ({method}): {100 * gap:+.1f} points"
+    if min(gradual[2], runs) < TOP_K:
+        text += f", from fewer than {TOP_K} grid configurations each, so the spread between configurations is not known yet."
+    else:
+        spread = max(gradual[1], std)
+        size = "larger" if abs(gap) > spread else "not larger"
+        text += f", {size} than the spread between their two best configurations ({100 * spread:.1f})."
     distilled = summary.get("gradual_unfreeze_distill")
     dense = summary.get("dense_reference")
     if distilled and dense and dense[0] > gradual[0]:
@@ -254,7 +270,9 @@ def report() -> str:
              "run had (`torch_threads`); runs that shared the machine have wall times not comparable to lone runs.",
              ""]
     for task in GRID:
-        lines += task_report(task, records)
+        others = sorted({r["model"] for r in records if r["task"] == task} - {"dense", UPSTREAM_MODEL})
+        for model in [UPSTREAM_MODEL, *others]:
+            lines += task_report(task, records, model)
     text = "\n".join(lines) + "\n"
     write_text_atomic(TABLES, text)
     return text
@@ -266,17 +284,24 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["cola", "sst2", "stsb"], choices=list(GRID))
     parser.add_argument("--methods", nargs="+", default=["dense_reference", *SPARSE_METHODS, "rescaled_dense"],
                         choices=["dense_reference", *SPARSE_METHODS, "rescaled_dense"])
+    parser.add_argument("--sparse_model", default=UPSTREAM_MODEL,
+                        help="the upstream model of upstream_minilm.py that the sparse rows start from")
     parser.add_argument("--limit", type=int, default=None, help="stop after this many new runs")
     options = parser.parse_args()
+    from upstream_minilm import UPSTREAM
+
+    if options.sparse_model not in UPSTREAM:
+        parser.error(f"unknown --sparse_model {options.sparse_model}: give one of upstream_minilm.py's models "
+                     f"({', '.join(sorted(UPSTREAM))})")
     if options.action == "run":
         done, started = 0, True
         while started:  # again until a pass starts nothing: runs skipped for a teacher or another worker
             started = False
             for task in options.tasks:
-                for method, lr, dropout in planned_runs(task, options.methods, load_records()):
+                for method, lr, dropout in planned_runs(task, options.methods, load_records(), options.sparse_model):
                     if options.limit is not None and done >= options.limit:
                         break
-                    if run_one(task, method, lr, dropout, load_records()):
+                    if run_one(task, method, lr, dropout, load_records(), options.sparse_model):
                         done, started = done + 1, True
     print(report())
 

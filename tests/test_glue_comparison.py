@@ -23,14 +23,15 @@ def bench(tmp_path, monkeypatch):
     return module
 
 
-def record(bench, method, lr, dropout, best, final, task="cola"):
+def record(bench, method, lr, dropout, best, final, task="cola", model=None):
     metric = bench.MAIN_METRIC[task]
-    entry = {"task": task, "method": method, "learning_rate": lr, "dropout": dropout,
+    model = model or ("dense" if method == "dense_reference" else bench.UPSTREAM_MODEL)
+    entry = {"task": task, "method": method, "learning_rate": lr, "dropout": dropout, "model": model,
              "best": {"epoch": 2, metric: best}, "final": {"epoch": 3, metric: final},
              "epochs": [{"epoch": 1, "eval_loss": 0.6, metric: best - 0.1}, {"epoch": 2, "eval_loss": 0.5, metric: best}],
-             "sparsity": 0.0 if method == "dense_reference" else 0.9, "mask_violations": 0, "train_runtime_s": 120,
+             "sparsity": {"dense": 0.0, "upstream-80-magnitude": 0.8}.get(model, 0.9), "mask_violations": 0, "train_runtime_s": 120,
              "verdict": {"verdict": "converged"}}
-    (bench.RECORDS / f"{bench.run_name(task, method, lr, dropout)}.json").write_text(json.dumps(entry))
+    (bench.RECORDS / f"{bench.run_name(task, method, lr, dropout, model)}.json").write_text(json.dumps(entry))
 
 
 def test_plan_runs_the_teacher_first_then_every_method_per_configuration(bench):
@@ -40,6 +41,7 @@ def test_plan_runs_the_teacher_first_then_every_method_per_configuration(bench):
                     ("dense_transfer", 2e-4, 0.1), ("gradual_unfreeze", 2e-4, 0.1)]
     assert len(bench.planned_runs("cola", list(bench.SPARSE_METHODS), [])) == 4 * 6
     records = [{"task": "cola", "method": "dense_transfer", "learning_rate": 2e-4, "dropout": 0.05,
+                "model": bench.UPSTREAM_MODEL,
                 "best": {"eval_matthews_correlation": 0.3}}]
     rescaled = bench.planned_runs("cola", ["rescaled_dense"], records)
     assert rescaled == [(f"dense_transfer_{e}ep", 2e-4, 0.05) for e in (1, 2, 4, 5, 6, 7)]
@@ -83,8 +85,8 @@ def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spr
     assert "| 6 | 42.0 ± 2.0 | 41.0 | 80.8% | LR 0.0001, dropout 0.1 |" in rows["gradual_unfreeze"]  # (44+40)/2
     assert "| 6 | 35.0 ± 1.0 | 33.0 |" in rows["dense_transfer"]
     assert "| 2 | 52.0 ± 2.0 |" in rows["dense_reference"] and "converged 6" in rows["dense_transfer"]
-    assert ("gradual unfreezing beats the best dense-transfer recipe (dense_transfer) by +7.0 points, larger than "
-            "the spread between its two best configurations (2.0)") in text
+    assert ("gradual unfreezing beats the best dense-transfer recipe (dense_transfer): +7.0 points, larger than "
+            "the spread between their two best configurations (2.0)") in text
     assert "Distillation closes 60% of the gap from gradual unfreezing to dense." in text  # (48-42)/(52-42)
     assert (bench.TABLES.parent / "glue_comparison_cola.png").stat().st_size > 0
     assert "### STSB" in text and "Not run yet." in text
@@ -97,3 +99,26 @@ def test_epoch_rows_round_trip_through_csv(tmp_path):
             {"epoch": 2, "train_loss": 1.5, "stage": 1, "eval_loss": 0.5, "eval_pearson": 0.25}]
     write_csv(rows, tmp_path / "epoch_metrics.csv")
     assert read_csv(tmp_path / "epoch_metrics.csv") == rows  # numbers as floats (1 == 1.0), empty cells as None
+
+
+def test_sparse_rows_from_another_upstream_model_get_their_own_names_and_table(bench):
+    assert bench.run_name("stsb", "gradual_unfreeze", 1e-4, 0.1) == "stsb_gradual_unfreeze_lr0.0001_dropout0.1"
+    assert (bench.run_name("stsb", "gradual_unfreeze", 1e-4, 0.1, "upstream-80-magnitude")
+            == "stsb_upstream-80-magnitude_gradual_unfreeze_lr0.0001_dropout0.1")
+    assert bench.run_name("stsb", "dense_reference", 1e-4, 0.1, "upstream-80-magnitude") == \
+        "stsb_dense_reference_lr0.0001_dropout0.1"  # one dense reference for every sparse model
+    record(bench, "dense_reference", 1e-4, 0.1, 0.86, 0.86, task="stsb")
+    record(bench, "gradual_unfreeze", 1e-4, 0.1, 0.60, 0.60, task="stsb")
+    record(bench, "gradual_unfreeze", 1e-4, 0.1, 0.77, 0.76, task="stsb", model="upstream-80-magnitude")
+    record(bench, "dense_transfer", 1e-4, 0.1, 0.50, 0.48, task="stsb", model="upstream-80-magnitude")
+    records = bench.load_records()
+    assert bench.best_record(records, "stsb", "gradual_unfreeze", "upstream-80-magnitude")["best"]["eval_pearson"] == 0.77
+    assert bench.planned_runs("cola", ["rescaled_dense"], records, "upstream-80-magnitude") == []  # no CoLA run of it
+    text = bench.report()
+    main, other = text.split("### STSB from upstream-80-magnitude")
+    assert "| gradual_unfreeze | 1 | 60.0 ± 0.0 | 60.0 | 69.8% |" in main and "dense_transfer |" not in main
+    assert "| gradual_unfreeze | 1 | 77.0 ± 0.0 | 76.0 | 89.5% | LR 0.0001, dropout 0.1 | 80.00% |" in other
+    assert "| dense_reference | 1 | 86.0 ± 0.0 |" in other
+    assert ("beats the best dense-transfer recipe (dense_transfer): +27.0 points, from fewer than 2 grid "
+            "configurations each, so the spread between configurations is not known yet.") in other
+    assert (bench.TABLES.parent / "glue_comparison_stsb_upstream-80-magnitude.png").stat().st_size > 0
