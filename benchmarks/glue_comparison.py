@@ -260,7 +260,8 @@ def reading(summary: dict[str, tuple[float, float, int]]) -> str:
     dense = summary.get("dense_reference")
     if distilled and dense and dense[0] > gradual[0]:
         closed = (distilled[0] - gradual[0]) / (dense[0] - gradual[0])
-        text += f" Distillation closes {100 * closed:.0f}% of the gap from gradual unfreezing to dense."
+        text += (f" Distillation closes {100 * closed:.0f}% of the gap from gradual unfreezing to dense." if closed >= 0
+                 else f" Distillation widens the gap from gradual unfreezing to dense by {-100 * closed:.0f}%.")
     return text
 
 

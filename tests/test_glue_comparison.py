@@ -88,6 +88,8 @@ def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spr
     assert ("gradual unfreezing beats the best dense-transfer recipe (dense_transfer): +7.0 points, larger than "
             "the spread between their two best configurations (2.0)") in text
     assert "Distillation closes 60% of the gap from gradual unfreezing to dense." in text  # (48-42)/(52-42)
+    record(bench, "gradual_unfreeze_distill", 1e-4, 0.05, 0.37, 0.37)
+    assert "Distillation widens the gap from gradual unfreezing to dense by 50%." in bench.report()  # (37-42)/10
     assert (bench.TABLES.parent / "glue_comparison_cola.png").stat().st_size > 0
     assert "### STSB" in text and "Not run yet." in text
 
