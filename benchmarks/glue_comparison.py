@@ -25,11 +25,11 @@ claims a run before training it; a dead worker's claim is taken over), e.g. two 
 thread each on the 2-core machine:
 
     OMP_NUM_THREADS=1 python benchmarks/glue_comparison.py run [--tasks cola sst2 stsb] [--methods ...] [--limit N]
+    python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
 
 `--sparse_model NAME` (an upstream model of `upstream_minilm.py`, e.g. upstream-80-magnitude) runs
 the sparse rows from another model: the issue's fallback where 90% fails on a task. Its runs are
 named after it and get tables of their own, against the same dense reference.
-    python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ import json
 import os
 import random
 import statistics
+from pathlib import Path
 
-from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, dense_model, glue_run
+from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, glue_run
 
 from sparse_transfer.reports import plot_curves, read_csv, write_json_atomic, write_text_atomic
 
@@ -82,9 +83,13 @@ def sst2_files() -> tuple[str, str]:
     return str(train), str(GLUE_DIR / "SST-2" / "dev.tsv")
 
 
+def claim_path(name: str) -> Path:
+    return WORK / "glue_comparison" / f"{name}.claim"
+
+
 def claim(name: str) -> bool:
     """Take run `name` for this process; False while another live process has it."""
-    path = WORK / "glue_comparison" / f"{name}.claim"
+    path = claim_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -104,8 +109,8 @@ def owner_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, but another user's
+        pass
     return True
 
 
@@ -147,7 +152,7 @@ def run_one(task: str, method: str, lr: float, dropout: float, records: list[dic
     try:
         return train_and_record(name, task, method, lr, dropout, records, model)
     finally:
-        (WORK / "glue_comparison" / f"{name}.claim").unlink(missing_ok=True)
+        claim_path(name).unlink(missing_ok=True)
 
 
 def train_and_record(name: str, task: str, method: str, lr: float, dropout: float, records: list[dict],
@@ -167,7 +172,7 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
         model = "dense"
     print(f"[run] {name}", flush=True)
     out = WORK / "glue_comparison" / name
-    measured = glue_run(task, dense_model() if model == "dense" else model_path(model), recipe, lr, 0, out, tuple(extra))
+    measured = glue_run(task, model_path(model), recipe, lr, 0, out, tuple(extra))
     curve = read_csv(out / "epoch_metrics.csv")
     write_json_atomic(RECORDS / f"{name}.json", {
         "task": task, "method": method, "learning_rate": lr, "dropout": dropout, "recipe": recipe,
