@@ -132,7 +132,10 @@ def planned_runs(task: str, methods: list[str], records: list[dict],
     plan = [("dense_reference", lr, dropout) for lr, dropout in DENSE_GRID] if "dense_reference" in methods else []
     plan += [(method, lr, dropout) for lr, dropout in GRID[task] for method in SPARSE_METHODS if method in methods]
     dense_transfer = best_record(records, task, "dense_transfer", model)
-    if task == "cola" and "rescaled_dense" in methods and dense_transfer:
+    grid_done = {(r["learning_rate"], r["dropout"]) for r in records
+                 if r["task"] == task and r["method"] == "dense_transfer" and r["model"] == model}
+    # the sweep runs at the best configuration of the whole grid, so it waits for all of it
+    if task == "cola" and "rescaled_dense" in methods and grid_done >= set(GRID[task]):
         plan += [(f"dense_transfer_{epochs}ep", dense_transfer["learning_rate"], dense_transfer["dropout"])
                  for epochs in RESCALED_EPOCHS]
     return plan

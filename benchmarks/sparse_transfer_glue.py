@@ -70,6 +70,13 @@ def run_name(task: str, method: str, lr: float, seed: int) -> str:
     return f"{task}_{method}_lr{lr:g}_seed{seed}"
 
 
+def accelerator() -> str:
+    """The GPU that run_glue.py's Trainer picks up, or "none" (it trains on the CPU)."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+
+
 def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path, extra: tuple = ()) -> dict:
     """One `run_glue.py` run (`extra`: more flags), started over, and what it measured
     (also used by upstream_minilm.py)."""
@@ -90,6 +97,7 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
         "sparsity": results["sparsity"], "mask_violations": results["mask_violations"],
         "train_runtime_s": all_results["train_runtime"],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "accelerator": accelerator(),
         # two runs may share the machine, one thread each: their wall times are not comparable to a lone run's
         "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),

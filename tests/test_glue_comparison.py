@@ -40,9 +40,11 @@ def test_plan_runs_the_teacher_first_then_every_method_per_configuration(bench):
                     ("dense_transfer", 1e-4, 0.1), ("gradual_unfreeze", 1e-4, 0.1),
                     ("dense_transfer", 2e-4, 0.1), ("gradual_unfreeze", 2e-4, 0.1)]
     assert len(bench.planned_runs("cola", list(bench.SPARSE_METHODS), [])) == 4 * 6
-    records = [{"task": "cola", "method": "dense_transfer", "learning_rate": 2e-4, "dropout": 0.05,
-                "model": bench.UPSTREAM_MODEL,
-                "best": {"eval_matthews_correlation": 0.3}}]
+    records = [{"task": "cola", "method": "dense_transfer", "learning_rate": lr, "dropout": dropout,
+                "model": bench.UPSTREAM_MODEL, "best": {"eval_matthews_correlation": 0.3 if lr == 2e-4 else 0.2}}
+               for lr, dropout in bench.GRID["cola"]]
+    # the rescaled sweep waits for the whole dense-transfer grid, then runs at its best configuration
+    assert bench.planned_runs("cola", ["rescaled_dense"], records[1:]) == []
     rescaled = bench.planned_runs("cola", ["rescaled_dense"], records)
     assert rescaled == [(f"dense_transfer_{e}ep", 2e-4, 0.05) for e in (1, 2, 4, 5, 6, 7)]
 
