@@ -4,12 +4,17 @@ A `MaskedWeights` holds one bool mask per selected weight (True = kept). While
 attached it enforces the masks three ways, so that pruned weights stay exactly zero
 whatever the optimizer, precision or device:
 
-* a forward pre-hook on each owning module re-zeroes the weight in place, on the
-  weight's own device, before every forward (nothing leaves the device);
-* a gradient hook zeroes the gradient at pruned positions, so optimizer moments
-  (Adam's `exp_avg`, SGD momentum) stay zero there;
+* a forward pre-hook on the model re-zeroes every masked weight in place, on the
+  weights' own device, before every forward (nothing leaves the device);
+* a hook on each weight zeroes its accumulated gradient at pruned positions, so
+  gradient clipping sees only the weights that train and optimizer moments (Adam's
+  `exp_avg`, SGD momentum) stay zero there;
 * an optimizer step post-hook re-zeroes after every real step (a step skipped by a
   gradient scaler never calls it, and changes nothing either).
+
+Re-zeroing is one fused multiply over all weights (`torch._foreach_mul_`, as torch's
+optimizers do) rather than one multiply per weight: a small model's GPU step is bound
+by kernel launches and Python calls, and BERT-base has 72 masked weights.
 """
 
 from __future__ import annotations
@@ -78,8 +83,12 @@ class MaskedWeights:
     @torch.no_grad()
     def apply_(self) -> None:
         """Zero every pruned position in place."""
-        for name in self.masks:
-            self._param(name).mul_(self._multiplier(name))
+        if not self.masks:  # the fused multiply refuses empty lists
+            return
+        # `.data`: the weights' autograd version stays, so a second forward before one
+        # backward (its pre-hook re-zeroes again) does not invalidate what the first saved
+        torch._foreach_mul_([self._param(name).data for name in self.masks],
+                            [self._multiplier(name) for name in self.masks])
 
     def weights(self) -> dict[str, nn.Parameter]:
         """The masked weights as they are now (mask calculation reads their values)."""
@@ -99,13 +108,9 @@ class MaskedWeights:
         if self._handles:
             raise RuntimeError("masks are already attached; call detach() first")
         self.apply_()
-        by_module: dict[nn.Module, list[str]] = {}
-        for name, (module, _) in self.owners.items():
-            by_module.setdefault(module, []).append(name)
-        for module, names in by_module.items():
-            self._handles.append(module.register_forward_pre_hook(self._forward_pre_hook(names)))
+        self._handles.append(self.model.register_forward_pre_hook(lambda module, args: self.apply_()))
         for name in self.masks:
-            self._handles.append(self._param(name).register_hook(self._gradient_hook(name)))
+            self._handles.append(self._param(name).register_post_accumulate_grad_hook(self._gradient_hook(name)))
         if optimizer is not None:
             self.attach_optimizer(optimizer)
         return self
@@ -124,17 +129,9 @@ class MaskedWeights:
     def attached(self) -> bool:
         return bool(self._handles)
 
-    def _forward_pre_hook(self, names: list[str]) -> Callable:
-        def hook(module, args):
-            with torch.no_grad():
-                for name in names:
-                    self._param(name).data.mul_(self._multiplier(name))
-
-        return hook
-
     def _gradient_hook(self, name: str) -> Callable:
-        def hook(grad):
-            return grad * self._multiplier(name)
+        def hook(param):
+            param.grad.mul_(self._multiplier(name))  # in place: no second gradient-sized tensor
 
         return hook
 

@@ -89,3 +89,33 @@ def test_hooks_keep_working_after_model_to():
     model(torch.randn(2, 8, dtype=torch.float64))
     assert masked.verify() == 0
     assert masked.masks["0.weight"].dtype == torch.bool
+
+
+def test_two_forwards_before_one_backward_keep_weights_masked_and_gradients_valid():
+    # the forward pre-hook re-zeroes without bumping the weights' autograd version, so a
+    # second forward (R-Drop, two views of a batch) does not invalidate what the first saved
+    model = _sparse_mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    masked = MaskedWeights.from_nonzero(model).attach(optimizer)
+    x = torch.randn(4, 8)
+    (model(x).sum() + model(x).pow(2).sum()).backward()
+    for name, mask in masked.masks.items():
+        grad = model.get_parameter(name).grad
+        assert torch.count_nonzero(grad[~mask]) == 0 and torch.count_nonzero(grad[mask]) > 0
+    optimizer.step()
+    assert masked.verify() == 0
+
+
+def test_one_forward_pre_hook_on_the_model_and_one_gradient_hook_per_weight():
+    model = _sparse_mlp()
+    masked = MaskedWeights.from_nonzero(model).attach()
+    assert len(model._forward_pre_hooks) == 1
+    assert not any(m._forward_pre_hooks for m in model.children())
+    assert all(len(model.get_parameter(name)._post_accumulate_grad_hooks) == 1 for name in masked.masks)
+
+
+def test_no_masked_weights_is_a_no_op():
+    model = _sparse_mlp()
+    masked = MaskedWeights(model, {}).attach()
+    model(torch.randn(2, 8))
+    assert masked.verify() == 0 and masked.mask_sparsity() == 0.0
