@@ -234,7 +234,7 @@ def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> 
             f"{f'{100 * mean / dense_mean:.1f}%' if dense_mean else 'n/a'} | LR {best[0]['learning_rate']:g}, "
             f"dropout {best[0]['dropout']:g} | {100 * best[0]['sparsity']:.2f}% | "
             f"{sum(r['mask_violations'] for r in mine)} | "
-            f"{statistics.mean(r['train_runtime_s'] for r in mine) / 60:.1f} min | {verdicts} |")
+            f"{wall_times(mine)} | {verdicts} |")
     if not summary:
         return lines[:1] + ["", "Not run yet.", ""]
     note = one_shot_line(task)
@@ -245,6 +245,15 @@ def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> 
                            f"{task}{source}: best run of each method")
         lines += [f"![{task} curves]({plot.name})", ""]
     return lines
+
+
+def wall_times(runs: list[dict]) -> str:
+    """Mean wall time per run on each machine: CPU runs and GPU runs are not comparable."""
+    by_machine: dict[str, list[float]] = {}
+    for r in runs:
+        accelerator = r.get("accelerator", "none")  # records from before the field were all CPU runs
+        by_machine.setdefault("CPU" if accelerator == "none" else accelerator, []).append(r["train_runtime_s"])
+    return "; ".join(f"{machine} {statistics.mean(times) / 60:.1f} min" for machine, times in sorted(by_machine.items()))
 
 
 def reading(summary: dict[str, tuple[float, float, int]]) -> str:
@@ -275,9 +284,9 @@ def reading(summary: dict[str, tuple[float, float, int]]) -> str:
 
 def report() -> str:
     records = load_records()
-    lines = ["Machine: the project's CPU machine (x86_64, 2 cores). Each record says how many torch threads its "
-             "run had (`torch_threads`); runs that shared the machine have wall times not comparable to lone runs.",
-             ""]
+    lines = ["Machine: the project's CPU machine (x86_64, 2 cores), unless a record names a GPU (`accelerator`). "
+             "Each record says how many torch threads its run had (`torch_threads`); runs that shared the machine "
+             "have wall times not comparable to lone runs.", ""]
     for task in GRID:
         others = sorted({r["model"] for r in records if r["task"] == task} - {"dense", UPSTREAM_MODEL})
         for model in [UPSTREAM_MODEL, *others]:

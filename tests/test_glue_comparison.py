@@ -87,6 +87,7 @@ def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spr
     assert "| 6 | 42.0 ± 2.0 | 41.0 | 80.8% | LR 0.0001, dropout 0.1 |" in rows["gradual_unfreeze"]  # (44+40)/2
     assert "| 6 | 35.0 ± 1.0 | 33.0 |" in rows["dense_transfer"]
     assert "| 2 | 52.0 ± 2.0 |" in rows["dense_reference"] and "converged 6" in rows["dense_transfer"]
+    assert "| CPU 2.0 min |" in rows["dense_transfer"]
     assert ("gradual unfreezing beats the best dense-transfer recipe (dense_transfer): +7.0 points, larger than "
             "the spread between their two best configurations (2.0)") in text
     assert "Distillation closes 60% of the gap from gradual unfreezing to dense." in text  # (48-42)/(52-42)
@@ -94,6 +95,12 @@ def test_tables_report_the_mean_of_the_two_best_and_read_the_gap_against_the_spr
     assert "Distillation widens the gap from gradual unfreezing to dense by 50%." in bench.report()  # (37-42)/10
     assert (bench.TABLES.parent / "glue_comparison_cola.png").stat().st_size > 0
     assert "### STSB" in text and "Not run yet." in text
+
+
+def test_wall_time_is_given_per_machine(bench):
+    runs = [{"train_runtime_s": 600}, {"train_runtime_s": 300, "accelerator": "none"},
+            {"train_runtime_s": 30, "accelerator": "NVIDIA H200"}]
+    assert bench.wall_times(runs) == "CPU 7.5 min; NVIDIA H200 0.5 min"  # a record without the field ran on the CPU
 
 
 def test_epoch_rows_round_trip_through_csv(tmp_path):
