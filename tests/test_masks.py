@@ -3,7 +3,6 @@ from torch import nn
 
 from sparse_transfer.masks import MaskedWeights
 from sparse_transfer.pruning import magnitude_masks
-from sparse_transfer.selection import Selection
 
 
 def _sparse_mlp(seed=0):
