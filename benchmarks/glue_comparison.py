@@ -238,7 +238,7 @@ def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> 
     if not summary:
         return lines[:1] + ["", "Not run yet.", ""]
     note = one_shot_line(task)
-    lines += ["", *([note] if note else []), "", reading(summary), ""]
+    lines += ["", *([note] if note else []), "", reading(summary, gradual_at_distilled_configurations(runs, metric)), ""]
     if curves:
         suffix = "" if model == UPSTREAM_MODEL else f"_{model}"
         plot = plot_curves(curves, metric, TABLES.parent / f"glue_comparison_{task}{suffix}.png",
@@ -256,9 +256,18 @@ def wall_times(runs: list[dict]) -> str:
     return "; ".join(f"{machine} {statistics.mean(times) / 60:.1f} min" for machine, times in sorted(by_machine.items()))
 
 
-def reading(summary: dict[str, tuple[float, float, int]]) -> str:
+def gradual_at_distilled_configurations(runs: list[dict], metric: str) -> float | None:
+    """Gradual unfreezing's mean of the two best among the configurations the distilled runs used:
+    what distillation changed, like for like, while it covers fewer configurations."""
+    distilled = {(r["learning_rate"], r["dropout"]) for r in runs if r["method"] == "gradual_unfreeze_distill"}
+    gradual = [r for r in runs if r["method"] == "gradual_unfreeze" and (r["learning_rate"], r["dropout"]) in distilled]
+    return top_k(gradual, metric)[1] if gradual else None
+
+
+def reading(summary: dict[str, tuple[float, float, int]], gradual_matched: float | None = None) -> str:
     """Does gradual unfreezing beat the best dense-transfer recipe, by more than the spread?
-    `summary`: method -> (mean of the two best, their std, number of runs)."""
+    `summary`: method -> (mean of the two best, their std, number of runs); `gradual_matched`:
+    gradual unfreezing at the distilled runs' configurations, the baseline that distillation is read against."""
     gradual = summary.get("gradual_unfreeze")
     dense_recipes = {m: v for m, v in summary.items() if m.startswith(("dense_transfer", "extended_dense"))}
     if not gradual or not dense_recipes:
@@ -275,10 +284,13 @@ def reading(summary: dict[str, tuple[float, float, int]]) -> str:
         text += f", {size} than the spread between their two best configurations ({100 * spread:.1f})."
     distilled = summary.get("gradual_unfreeze_distill")
     dense = summary.get("dense_reference")
-    if distilled and dense and dense[0] > gradual[0]:
-        closed = (distilled[0] - gradual[0]) / (dense[0] - gradual[0])
-        text += (f" Distillation closes {100 * closed:.0f}% of the gap from gradual unfreezing to dense." if closed >= 0
-                 else f" Distillation widens the gap from gradual unfreezing to dense by {-100 * closed:.0f}%.")
+    baseline = gradual[0] if gradual_matched is None else gradual_matched
+    if distilled and dense and dense[0] > baseline:
+        closed = (distilled[0] - baseline) / (dense[0] - baseline)
+        text += (f" Distillation closes {100 * closed:.0f}% of the gap from gradual unfreezing to dense" if closed >= 0
+                 else f" Distillation widens the gap from gradual unfreezing to dense by {-100 * closed:.0f}%")
+        text += (f" (gradual unfreezing at the distilled runs' {distilled[2]} configuration(s): {100 * baseline:.1f})."
+                 if gradual_matched is not None and distilled[2] < gradual[2] else ".")
     return text
 
 
