@@ -104,7 +104,7 @@ class MaskedWeights:
     # -- enforcement -------------------------------------------------------------------
 
     def attach(self, optimizer: torch.optim.Optimizer | None = None) -> "MaskedWeights":
-        """Register the forward pre-hooks and gradient hooks (and the optimizer hook)."""
+        """Register the forward pre-hook and the gradient hooks (and the optimizer hook)."""
         if self._handles:
             raise RuntimeError("masks are already attached; call detach() first")
         self.apply_()
