@@ -66,5 +66,20 @@ def test_obs_update_zeroes_the_pruned_set_and_matches_the_closed_form(layer):
 
 
 def test_fisher_memory_counts_padded_blocks():
-    assert fisher_bytes([24], 10) == 3 * 10 * 10 * 4
-    assert fisher_bytes([384 * 384, 1536 * 384], 50) == (2950 + 11797) * 50 * 50 * 4  # ceil(147456 / 50), ceil(589824 / 50)
+    assert fisher_bytes([24], 10) == 3 * 10 * 10 * 8  # float64 blocks
+    assert fisher_bytes([384 * 384, 1536 * 384], 50) == (2950 + 11797) * 50 * 50 * 8  # ceil(147456 / 50), ceil(589824 / 50)
+
+
+def test_update_of_a_fully_pruned_ill_conditioned_block_zeroes_it():
+    # damping 1e-7 against squared gradients up to 0.4 (MiniLM with the [CLS] term): condition number
+    # about 1e8, where a float32 solve fails as singular; pruning the whole block must give -w
+    torch.manual_seed(0)
+    block, grads = 50, 64
+    weight = torch.randn(block) * 0.05
+    fisher = BlockFisherInverse(block, block, grads, 1e-7)
+    fisher.update(torch.randn(grads, block) * torch.logspace(-4, -0.2, block))
+    update = fisher.pruning_update(weight, torch.ones(block, dtype=torch.bool))
+    assert torch.allclose(update, -weight, atol=1e-6)
+    half = torch.arange(block) % 2 == 0
+    updated = weight + fisher.pruning_update(weight, half)
+    assert updated[half].abs().max() < 1e-6 and torch.isfinite(updated).all()
