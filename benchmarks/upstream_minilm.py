@@ -45,9 +45,15 @@ import os
 import subprocess
 import sys
 
-from sparse_transfer_glue import GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK, dense_model, glue_run, sparse_model
+from sparse_transfer_glue import (GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK, accelerator, dense_model, glue_run,
+                                  sparse_model)
 
 from sparse_transfer.reports import read_csv, write_json_atomic, write_text_atomic
+
+def deep_update(base: dict, changes: dict) -> dict:
+    return {**base, **{key: deep_update(base.get(key, {}), value) if isinstance(value, dict) else value
+                       for key, value in changes.items()}}
+
 
 CORPUS = WORK / "wordnet"
 RECORDS = ROOT / "benchmarks" / "results" / "upstream"
@@ -58,7 +64,6 @@ UPSTREAM = {  # model name: recipe, the model it goes on from (default: the dens
     "upstream-90-magnitude-copy-pairs": ("copy_pairs_continue", "upstream-90-magnitude", None),
     "upstream-80-magnitude": ("magnitude_distill", None, 0.8),
     "upstream-90-magnitude-cls": ("cls_continue", "upstream-90-magnitude", None),
-    "upstream-90-obs-cls": ("cls_continue", "upstream-90-obs", None),
 }
 # Ablations of the magnitude recipe at half its steps (600: pruning steps 0, 100, ..., 400, 420), each
 # changing one piece against ablation-baseline; the recipe each ran is written to benchmarks/work/recipes/
@@ -71,6 +76,19 @@ ABLATIONS = {  # name: what changes in magnitude_distill.yaml
     "ablation-no-embedding-loss": {"distillation": {"embedding": 0.0}},
 }
 UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in ABLATIONS})
+# oBS variants against upstream-90-obs: the [CLS]-variation term during pruning (so that the masks are
+# chosen while the [CLS] state is held to vary as the teacher's), and a 3x longer schedule (the same 10
+# pruning steps, 300 steps apart); first run on a lent GPU, four at a time
+LONG_SCHEDULE = {"training": {"max_steps": 3600, "save_steps": 600}, "pruning": {"every": 300}}
+OBS_VARIANTS = {
+    "upstream-90-obs-cls": {"distillation": {"cls": 1.0}},
+    "upstream-90-obs-long": LONG_SCHEDULE,
+    "upstream-90-obs-cls-long": deep_update(LONG_SCHEDULE, {"distillation": {"cls": 1.0}}),
+    "upstream-90-obs-cls4-long": deep_update(LONG_SCHEDULE, {"distillation": {"cls": 4.0}}),
+}
+UPSTREAM.update({name: ("obs_distill", None, 0.9) for name in OBS_VARIANTS})
+RECIPE_CHANGES = {**{name: deep_update(ABLATION_STEPS, changes) for name, changes in ABLATIONS.items()},
+                  **OBS_VARIANTS}
 JOBS = [  # in priority order: what matters most is measured first
     ("dense", "embeddings"), ("oneshot-90", "embeddings"),
     ("dense", "cross_attention"), ("oneshot-90", "cross_attention"),
@@ -81,18 +99,23 @@ JOBS = [  # in priority order: what matters most is measured first
     ("upstream-90-magnitude", "cola_dense_transfer"), ("dense", "cola_dense_transfer"),
     ("oneshot-90", "cola_dense_transfer"), ("upstream-90-obs", "stsb_gradual_unfreeze"),
 ]
-GLUE_JOBS = {"stsb_gradual_unfreeze": ("stsb", "gradual_unfreeze", ()),
-             "stsb_dense_transfer": ("stsb", "dense_transfer", ()),
-             "stsb_extended_dense_transfer": ("stsb", "extended_dense_transfer", ()),
-             "cola_dense_transfer": ("cola", "dense_transfer", ()),
-             "stsb_one_epoch": ("stsb", "dense_transfer", ("--num_train_epochs", "1"))}
+SPARSE_LR, DENSE_LR = 2e-4, 1e-4
+BEST_LR, BEST_DROPOUT = 3e-4, 0.05  # the best STS-B configuration of every method in glue_comparison.py
+GLUE_JOBS = {  # evaluation: task, recipe, extra flags, learning rate of a sparse model
+    "stsb_gradual_unfreeze": ("stsb", "gradual_unfreeze", (), SPARSE_LR),
+    "stsb_dense_transfer": ("stsb", "dense_transfer", (), SPARSE_LR),
+    "stsb_extended_dense_transfer": ("stsb", "extended_dense_transfer", (), SPARSE_LR),
+    "cola_dense_transfer": ("cola", "dense_transfer", (), SPARSE_LR),
+    "stsb_one_epoch": ("stsb", "dense_transfer", ("--num_train_epochs", "1"), SPARSE_LR),
+    **{f"stsb_{method}_best": ("stsb", method, ("--dropout", f"{BEST_DROPOUT:g}"), BEST_LR)
+       for method in ("gradual_unfreeze", "dense_transfer", "extended_dense_transfer")},
+}
 HYBRID_SOURCE = "upstream-90-magnitude"
 HYBRID_LAYERS = {  # which Linear weights of the blocks come from the pruned model
     "hybrid-attention": r"\.attention\.", "hybrid-ffn": r"\.layer\.\d+\.(intermediate|output)\.dense",
     "hybrid-query-key": r"\.attention\.self\.(query|key)", "hybrid-value-output": r"\.attention\.(self\.value|output)",
     "hybrid-attention-blocks-0-2": r"\.layer\.[0-2]\.attention\.", "hybrid-attention-blocks-3-5": r"\.layer\.[3-5]\.attention\.",
 }
-SPARSE_LR, DENSE_LR = 2e-4, 1e-4
 HELDOUT_LINES = 1000
 CROSS_ATTENTION_PAIRS = 500
 
@@ -101,19 +124,15 @@ def relative(path) -> str:
     return os.path.relpath(path, ROOT)
 
 
-def deep_update(base: dict, changes: dict) -> dict:
-    return {**base, **{key: deep_update(base.get(key, {}), value) if isinstance(value, dict) else value
-                       for key, value in changes.items()}}
-
-
 def recipe_path(name: str) -> str:
-    """recipes/upstream/NAME.yaml, or for an ablation that recipe with its changes, written to the work folder."""
+    """recipes/upstream/NAME.yaml, or for an ablation or variant that recipe with its changes, written to the
+    work folder."""
     recipe = f"recipes/upstream/{UPSTREAM[name][0]}.yaml"
-    if name not in ABLATIONS:
+    if name not in RECIPE_CHANGES:
         return recipe
     import yaml
 
-    changed = deep_update(yaml.safe_load((ROOT / recipe).read_text()), deep_update(ABLATION_STEPS, ABLATIONS[name]))
+    changed = deep_update(yaml.safe_load((ROOT / recipe).read_text()), RECIPE_CHANGES[name])
     path = WORK / "recipes" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({**changed, "name": name}, sort_keys=False))
@@ -175,7 +194,8 @@ def upstream_summary(name: str) -> dict:
     out = WORK / "upstream" / name
     results = json.loads((out / "upstream_results.json").read_text())
     return {**results, "seconds_per_1000_steps": 1000 * results["train_runtime_s"] / results["steps"],
-            "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"), "changes": ABLATIONS.get(name),
+            "accelerator": accelerator(), "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
+            "changes": RECIPE_CHANGES.get(name),
             "command": " ".join(upstream_command(name)[1:])}
 
 
@@ -187,13 +207,21 @@ def stsb():
     return load_glue(get_task("stsb"), data_dir=str(GLUE_DIR))
 
 
+def on_accelerator(model):
+    """The model on the GPU where there is one (the evaluations follow the model's device)."""
+    import torch
+
+    return model.to("cuda") if torch.cuda.is_available() else model
+
+
 def measure_embeddings(path: str) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     from sparse_transfer.upstream.evaluation import embedding_fidelity, zero_shot_similarity
 
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model, teacher = AutoModel.from_pretrained(path), AutoModel.from_pretrained(dense_model())
+    model = on_accelerator(AutoModel.from_pretrained(path))
+    teacher = on_accelerator(AutoModel.from_pretrained(dense_model()))
     lines = [line for line in (CORPUS / "heldout.txt").read_text().splitlines() if line.strip()][:HELDOUT_LINES]
     dev = stsb()["validation"]
     return {"fidelity_cosine": embedding_fidelity(model, teacher, tokenizer, lines),
@@ -228,17 +256,16 @@ def measure_cls_spread(path: str) -> dict:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-
     dev = stsb()["validation"]
-    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    model, tokenizer = on_accelerator(AutoModel.from_pretrained(path).eval()), AutoTokenizer.from_pretrained(path)
     cls, pooled = [], []
     with torch.no_grad():
         for start in range(0, len(dev), 64):
             rows = dev[start:start + 64]
             out = model(**tokenizer(rows["sentence1"], rows["sentence2"], padding=True, truncation=True,
-                                    max_length=128, return_tensors="pt"))
-            cls.append(out.last_hidden_state[:, 0])
-            pooled.append(out.pooler_output)
+                                    max_length=128, return_tensors="pt").to(model.device))
+            cls.append(out.last_hidden_state[:, 0].cpu())
+            pooled.append(out.pooler_output.cpu())
     cls, pooled = torch.cat(cls), torch.cat(pooled)
     return {"cls_std_across_pairs": float(cls.std(0).mean()), "cls_norm": float(cls.norm(dim=-1).mean()),
             "pooler_std_across_pairs": float(pooled.std(0).mean()), "pairs": len(dev)}
@@ -265,8 +292,9 @@ def run_job(name: str, evaluation: str) -> None:
         print(f"[skip] {name}:{evaluation}: recorded")
         return
     path = model_path(name)
-    if name in UPSTREAM and "upstream" not in record:
+    if name in UPSTREAM and "upstream" not in record:  # recorded at once: an evaluation may not finish
         record["upstream"] = upstream_summary(name)
+        write_json_atomic(RECORDS / f"{name}.json", {**load_record(name), **record})
     print(f"[run] {name}:{evaluation}", flush=True)
     if evaluation == "embeddings":
         record[evaluation] = measure_embeddings(path)
@@ -279,9 +307,10 @@ def run_job(name: str, evaluation: str) -> None:
     elif evaluation == "cls_spread":
         record[evaluation] = measure_cls_spread(path)
     else:
-        task, recipe, extra = GLUE_JOBS[evaluation]
-        lr = DENSE_LR if name == "dense" else SPARSE_LR
-        record[evaluation] = {"learning_rate": lr, "seed": 0, "recipe": recipe, **glue_run(
+        task, recipe, extra, sparse_lr = GLUE_JOBS[evaluation]
+        lr = DENSE_LR if name == "dense" else sparse_lr
+        record[evaluation] = {"learning_rate": lr, "seed": 0, "recipe": recipe, "flags": list(extra),
+                              "accelerator": accelerator(), **glue_run(
             task, path, recipe, lr, 0, WORK / "upstream_eval" / f"{name}_{evaluation}", extra)}
     # one evaluation at a time, merged into the record as it is now (another run may have added to it meanwhile)
     write_json_atomic(RECORDS / f"{name}.json", {**load_record(name), **record})
@@ -312,8 +341,43 @@ def epoch_scores(name: str, evaluation: str, metric: str) -> str | None:
     return " ".join(f"{100 * row[metric]:.1f}" for row in read_csv(path))
 
 
+def comparison_record(method: str, model: str) -> dict | None:
+    """The model's STS-B run at the best configuration in glue_comparison.py (the same command)."""
+    from glue_comparison import RECORDS as COMPARISON_RECORDS, run_name
+
+    path = COMPARISON_RECORDS / f"{run_name('stsb', method, BEST_LR, BEST_DROPOUT, model)}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def variant_table() -> list[str]:
+    """The oBS variants against upstream-90-obs, STS-B at the comparison's best configuration."""
+    methods = {f"stsb_{method}_best": method for method in ("gradual_unfreeze", "dense_transfer",
+                                                             "extended_dense_transfer")}
+    lines = [f"oBS variants against upstream-90-obs (each to 90%): STS-B dev Pearson (best / final epoch) at the "
+             f"GLUE comparison's best configuration (LR {BEST_LR:g}, dropout {BEST_DROPOUT:g}, seed 0):", "",
+             "| model | change to obs_distill.yaml | steps | embedding cosine | zero-shot STS-B | [CLS] spread | "
+             + " | ".join(f"STS-B {method}" for method in methods.values()) + " | s per 1000 steps (where) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in ("upstream-90-obs", *OBS_VARIANTS):
+        record = load_record(name)
+        for evaluation, method in methods.items():  # runs of glue_comparison.py fill what was not run here
+            record[evaluation] = record.get(evaluation) or comparison_record(method, name)
+        upstream, embeddings, spread = record.get("upstream"), record.get("embeddings"), record.get("cls_spread")
+        where = upstream.get("accelerator", "none") if upstream else ""
+        lines.append(" | ".join([
+            f"| {name}", f"`{json.dumps(OBS_VARIANTS.get(name, {}))}`",
+            str(upstream["steps"]) if upstream else "not run",
+            f"{embeddings['fidelity_cosine']:.3f}" if embeddings else "not run",
+            f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run",
+            f"{spread['cls_std_across_pairs']:.3f}" if spread else "not run",
+            *[pearson_pair(record.get(evaluation)) for evaluation in methods],
+            f"{upstream['seconds_per_1000_steps']:.0f} ({'CPU' if where == 'none' else where})" if upstream else ""])
+            + " |")
+    return lines
+
+
 def report() -> str:
-    main_models = ("dense", "oneshot-90", *(name for name in UPSTREAM if name not in ABLATIONS))
+    main_models = ("dense", "oneshot-90", *(name for name in UPSTREAM if name not in RECIPE_CHANGES))
     records = {name: load_record(name) for name in main_models}
     # STS-B of the dense and one-shot models: sparse_transfer_glue.py's runs (same command, LR and seed)
     records["dense"].setdefault("stsb_dense_transfer", glue_record("stsb", "dense_reference", DENSE_LR))
@@ -361,6 +425,7 @@ def report() -> str:
         lines.append(f"| {name} | `{json.dumps(changes)}` | {embeddings['fidelity_cosine']:.3f} | "
                      f"{embeddings['zero_shot_stsb_spearman']:.1f} | {spread_text} | {terms} | "
                      f"{upstream['seconds_per_1000_steps']:.0f} |")
+    lines += ["", *variant_table(), ""]
     lines += ["", "Zero-shot STS-B dev Spearman, the two sentences read apart (bi-encoder: `embeddings`) and read as one "
               "pair input, at the output of every block (mean of each sentence's tokens, cosine):", "",
               "| model | read apart | " + " | ".join(f"pair, block {i}" for i in range(6)) + " |",
