@@ -22,6 +22,13 @@ an interrupted upstream run resumes from its checkpoint):
   stsb_extended_dense_transfer   the same with recipes/extended_dense_transfer.yaml (8 epochs)
   cola_dense_transfer     run_glue.py, CoLA, recipes/dense_transfer.yaml, LR 2e-4 (dense: 1e-4), seed 0
   stsb_one_epoch          run_glue.py, STS-B, dense-transfer recipe for 1 epoch, LR 2e-4: the quick pair probe
+  stsb_{gradual_unfreeze,dense_transfer,extended_dense_transfer}_best
+                          run_glue.py, STS-B, at glue_comparison.py's best configuration (LR 3e-4,
+                          dropout 0.05, seed 0): how the oBS variants (OBS_VARIANTS) compare
+
+The oBS variants (upstream-90-obs-cls, -long, -cls-long, -cls4-long) change obs_distill.yaml: the
+[CLS]-variation term from the first step and/or a 3x longer schedule. upstream-90-obs-cls4-long, which
+meets the pair-transfer target, is shipped as recipes/upstream/obs_distill_cls.yaml.
 
 upstream-90-magnitude-copy-pairs goes on from upstream-90-magnitude with the mask fixed and the
 dense teacher, distilling on near-duplicate pairs (recipes/upstream/copy_pairs_continue.yaml).
