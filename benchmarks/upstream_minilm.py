@@ -57,6 +57,7 @@ from sparse_transfer_glue import (GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK,
 
 from sparse_transfer.reports import read_csv, write_json_atomic, write_text_atomic
 
+
 def deep_update(base: dict, changes: dict) -> dict:
     return {**base, **{key: deep_update(base.get(key, {}), value) if isinstance(value, dict) else value
                        for key, value in changes.items()}}
@@ -108,6 +109,7 @@ JOBS = [  # in priority order: what matters most is measured first
 ]
 SPARSE_LR, DENSE_LR = 2e-4, 1e-4
 BEST_LR, BEST_DROPOUT = 3e-4, 0.05  # the best STS-B configuration of every method in glue_comparison.py
+BEST_CONFIGURATION_METHODS = ("gradual_unfreeze", "dense_transfer", "extended_dense_transfer")
 GLUE_JOBS = {  # evaluation: task, recipe, extra flags, learning rate of a sparse model
     "stsb_gradual_unfreeze": ("stsb", "gradual_unfreeze", (), SPARSE_LR),
     "stsb_dense_transfer": ("stsb", "dense_transfer", (), SPARSE_LR),
@@ -115,7 +117,7 @@ GLUE_JOBS = {  # evaluation: task, recipe, extra flags, learning rate of a spars
     "cola_dense_transfer": ("cola", "dense_transfer", (), SPARSE_LR),
     "stsb_one_epoch": ("stsb", "dense_transfer", ("--num_train_epochs", "1"), SPARSE_LR),
     **{f"stsb_{method}_best": ("stsb", method, ("--dropout", f"{BEST_DROPOUT:g}"), BEST_LR)
-       for method in ("gradual_unfreeze", "dense_transfer", "extended_dense_transfer")},
+       for method in BEST_CONFIGURATION_METHODS},
 }
 HYBRID_SOURCE = "upstream-90-magnitude"
 HYBRID_LAYERS = {  # which Linear weights of the blocks come from the pruned model
@@ -358,8 +360,7 @@ def comparison_record(method: str, model: str) -> dict | None:
 
 def variant_table() -> list[str]:
     """The oBS variants against upstream-90-obs, STS-B at the comparison's best configuration."""
-    methods = {f"stsb_{method}_best": method for method in ("gradual_unfreeze", "dense_transfer",
-                                                             "extended_dense_transfer")}
+    methods = {f"stsb_{method}_best": method for method in BEST_CONFIGURATION_METHODS}
     lines = [f"oBS variants against upstream-90-obs (each to 90%): STS-B dev Pearson (best / final epoch) at the "
              f"GLUE comparison's best configuration (LR {BEST_LR:g}, dropout {BEST_DROPOUT:g}, seed 0):", "",
              "| model | change to obs_distill.yaml | steps | embedding cosine | zero-shot STS-B | [CLS] spread | "

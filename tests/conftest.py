@@ -14,6 +14,19 @@ ROOT = Path(__file__).resolve().parent.parent
 GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a fresh module (its sibling imports resolve from benchmarks/)."""
+    import importlib.util
+    import sys
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_sparse_bert(num_layers=2, sparsity=0.5, seed=0, num_labels=2, dropout=0.0):
     from transformers import BertConfig, BertForSequenceClassification
 

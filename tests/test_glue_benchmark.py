@@ -1,18 +1,15 @@
 """The GLUE benchmark's tables: LR choice per method, % of dense, wall-time ratio (no training)."""
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_benchmark
 
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("sparse_transfer_glue", ROOT / "benchmarks" / "sparse_transfer_glue.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("sparse_transfer_glue")
     monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(module, "TABLES", tmp_path / "tables.md")
     monkeypatch.setattr(module, "STEP_TIMES", tmp_path)

@@ -1,20 +1,15 @@
 """The GLUE comparison's bookkeeping: run order, mean of the two best, the reading (no training)."""
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_benchmark
 
 
 @pytest.fixture
 def bench(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("glue_comparison", ROOT / "benchmarks" / "glue_comparison.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("glue_comparison")
     monkeypatch.setattr(module, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(module, "TABLES", tmp_path / "tables.md")
     monkeypatch.setattr(module, "ONE_SHOT_RECORDS", tmp_path / "none")

@@ -15,7 +15,7 @@ from sparse_transfer.upstream import UpstreamPruningTrainer
 from sparse_transfer.upstream.__main__ import main
 from sparse_transfer.upstream.data import read_documents, tokenized_corpus
 
-from conftest import ROOT, minilm_dir, save_tiny_dense_bert
+from conftest import ROOT, load_benchmark, minilm_dir, save_tiny_dense_bert
 
 PEAK_LR = 1e-3
 
@@ -257,15 +257,9 @@ def test_teacher_flag_distils_a_sparse_model_from_its_dense_teacher(tiny_dense_d
 
 def test_shipped_cls_recipe_is_the_measured_variant(tmp_path, monkeypatch):
     # recipes/upstream/obs_distill_cls.yaml must stay what upstream_minilm.py ran as upstream-90-obs-cls4-long
-    import importlib.util
-    import sys
-
     from sparse_transfer.upstream import load_upstream_recipe
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("upstream_minilm", ROOT / "benchmarks" / "upstream_minilm.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("upstream_minilm")
     monkeypatch.setattr(bench, "WORK", tmp_path)
     measured = load_upstream_recipe(str(ROOT / bench.recipe_path("upstream-90-obs-cls4-long"))).to_dict()
     shipped = load_upstream_recipe("obs_distill_cls").to_dict()
