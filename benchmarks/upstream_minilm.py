@@ -29,6 +29,9 @@ an interrupted upstream run resumes from its checkpoint):
 The oBS variants (upstream-90-obs-cls, -long, -cls-long, -cls4-long) change obs_distill.yaml: the
 [CLS]-variation term from the first step and/or a 3x longer schedule. upstream-90-obs-cls4-long, which
 meets the pair-transfer target, is shipped as recipes/upstream/obs_distill_cls.yaml.
+upstream-90-magnitude-cls4-long is the same schedule and losses with magnitude pruning (oBS against magnitude at
+equal steps); upstream-90-magnitude-cls4-long-embed goes on from it with the mask fixed and the sentence-embedding
+term weighted up (CONTINUATIONS).
 
 upstream-90-magnitude-copy-pairs goes on from upstream-90-magnitude with the mask fixed and the
 dense teacher, distilling on near-duplicate pairs (recipes/upstream/copy_pairs_continue.yaml).
@@ -94,9 +97,22 @@ OBS_VARIANTS = {
     "upstream-90-obs-cls-long": deep_update(LONG_SCHEDULE, {"distillation": {"cls": 1.0}}),
     "upstream-90-obs-cls4-long": deep_update(LONG_SCHEDULE, {"distillation": {"cls": 4.0}}),
 }
+# the same recipe rerun on this 2-core CPU: what the model that meets the pair target costs without a GPU
+OBS_VARIANTS["upstream-90-obs-cls4-long-cpu"] = OBS_VARIANTS["upstream-90-obs-cls4-long"]
 UPSTREAM.update({name: ("obs_distill", None, 0.9) for name in OBS_VARIANTS})
+# the same schedule and cls term with magnitude pruning: does the pair target need the oBS Fisher, and does a run
+# fit about an hour of this CPU (no Fisher to build)?
+MAGNITUDE_VARIANTS = {"upstream-90-magnitude-cls4-long": OBS_VARIANTS["upstream-90-obs-cls4-long"]}
+UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in MAGNITUDE_VARIANTS})
+# for the zero-shot target: 600 more fixed-mask steps from it with the sentence-embedding term weighted up (at
+# weight 1 it is a small part of the loss beside the cls term at 4)
+CONTINUATIONS = {"upstream-90-magnitude-cls4-long-embed": (
+    "upstream-90-magnitude-cls4-long", {"distillation": {"cls": 4.0, "embedding": 8.0},
+                                        "training": {"max_steps": 600, "save_steps": 200}})}
+UPSTREAM.update({name: ("cls_continue", start, None) for name, (start, _) in CONTINUATIONS.items()})
 RECIPE_CHANGES = {**{name: deep_update(ABLATION_STEPS, changes) for name, changes in ABLATIONS.items()},
-                  **OBS_VARIANTS}
+                  **OBS_VARIANTS, **MAGNITUDE_VARIANTS,
+                  **{name: changes for name, (_, changes) in CONTINUATIONS.items()}}
 JOBS = [  # in priority order: what matters most is measured first
     ("dense", "embeddings"), ("oneshot-90", "embeddings"),
     ("dense", "cross_attention"), ("oneshot-90", "cross_attention"),
@@ -358,22 +374,30 @@ def comparison_record(method: str, model: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def recipe_change(name: str) -> str:
+    """The recipe a variant ran as the change it makes, and the model it went on from."""
+    recipe, start, _ = UPSTREAM[name]
+    return f"`{recipe}` + `{json.dumps(RECIPE_CHANGES.get(name, {}))}`" + (f", from {start}" if start else "")
+
+
 def variant_table() -> list[str]:
-    """The oBS variants against upstream-90-obs, STS-B at the comparison's best configuration."""
+    """The oBS variants against upstream-90-obs, and their magnitude counterparts, STS-B at the comparison's best
+    configuration."""
     methods = {f"stsb_{method}_best": method for method in BEST_CONFIGURATION_METHODS}
-    lines = [f"oBS variants against upstream-90-obs (each to 90%): STS-B dev Pearson (best / final epoch) at the "
-             f"GLUE comparison's best configuration (LR {BEST_LR:g}, dropout {BEST_DROPOUT:g}, seed 0):", "",
-             "| model | change to obs_distill.yaml | steps | embedding cosine | zero-shot STS-B | [CLS] spread | "
+    lines = [f"oBS variants against upstream-90-obs and their magnitude counterparts (each to 90%): STS-B dev Pearson "
+             f"(best / final epoch) at the GLUE comparison's best configuration (LR {BEST_LR:g}, dropout "
+             f"{BEST_DROPOUT:g}, seed 0):", "",
+             "| model | recipe + changes | steps | embedding cosine | zero-shot STS-B | [CLS] spread | "
              + " | ".join(f"STS-B {method}" for method in methods.values()) + " | s per 1000 steps (where) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name in ("upstream-90-obs", *OBS_VARIANTS):
+    for name in ("upstream-90-obs", *OBS_VARIANTS, *MAGNITUDE_VARIANTS, *CONTINUATIONS):
         record = load_record(name)
         for evaluation, method in methods.items():  # runs of glue_comparison.py fill what was not run here
             record[evaluation] = record.get(evaluation) or comparison_record(method, name)
         upstream, embeddings, spread = record.get("upstream"), record.get("embeddings"), record.get("cls_spread")
         where = upstream.get("accelerator", "none") if upstream else ""
         lines.append(" | ".join([
-            f"| {name}", f"`{json.dumps(OBS_VARIANTS.get(name, {}))}`",
+            f"| {name}", recipe_change(name),
             str(upstream["steps"]) if upstream else "not run",
             f"{embeddings['fidelity_cosine']:.3f}" if embeddings else "not run",
             f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run",
