@@ -28,7 +28,8 @@ an interrupted upstream run resumes from its checkpoint):
 
 The oBS variants (upstream-90-obs-cls, -long, -cls-long, -cls4-long) change obs_distill.yaml: the
 [CLS]-variation term from the first step and/or a 3x longer schedule. upstream-90-obs-cls4-long, which
-meets the pair-transfer target, is shipped as recipes/upstream/obs_distill_cls.yaml.
+meets the pair-transfer target, is shipped as recipes/upstream/obs_distill_cls.yaml; upstream-90-obs-cls4-long-cpu is
+the same recipe rerun on the 2-core CPU (the others ran on a lent GPU).
 upstream-90-magnitude-cls4-long is the same schedule and losses with magnitude pruning (oBS against magnitude at
 equal steps); upstream-90-magnitude-cls4-long-embed goes on from it with the mask fixed and the sentence-embedding
 term weighted up (CONTINUATIONS).
