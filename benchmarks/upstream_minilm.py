@@ -166,8 +166,9 @@ def recipe_path(name: str) -> str:
 
 
 def upstream_command(name: str) -> list[str]:
+    """The command that makes an upstream model; naming it builds nothing (model_path builds its start first)."""
     _, start, sparsity = UPSTREAM[name]
-    model = ["--model", relative(model_path(start)), "--teacher", relative(dense_model())] if start else \
+    model = ["--model", relative(WORK / "upstream" / start), "--teacher", relative(dense_model())] if start else \
         ["--model", relative(dense_model())]
     target = ["--sparsity", f"{sparsity:g}"] if sparsity else []
     return [sys.executable, "-m", "sparse_transfer.upstream", *model, *target, "--train_file",
@@ -203,6 +204,9 @@ def model_path(name: str) -> str:
         return hybrid_model(name)
     out = WORK / "upstream" / name
     if not (out / "upstream_results.json").exists():
+        start = UPSTREAM[name][1]
+        if start:  # a continuation goes on from a model that may have to be built first
+            model_path(start)
         if not (CORPUS / "train.txt").exists():
             subprocess.run([sys.executable, "benchmarks/make_wordnet_corpus.py", "--output", str(CORPUS)], cwd=ROOT,
                            check=True)

@@ -3,6 +3,7 @@ resume, outputs and every bad input; one end-to-end run on the real MiniLM."""
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,3 +268,17 @@ def test_shipped_cls_recipe_is_the_measured_variant(tmp_path, monkeypatch):
         del recipe["name"], recipe["description"]
     assert shipped == measured
     assert shipped["distillation"]["cls"] == 4.0 and shipped["training"]["max_steps"] == 3600
+
+
+def test_a_continuation_builds_its_start_first_and_naming_it_builds_nothing(tmp_path, monkeypatch):
+    bench = load_benchmark("upstream_minilm")
+    monkeypatch.setattr(bench, "WORK", tmp_path)
+    ran = []
+    monkeypatch.setattr(bench.subprocess, "run", lambda command, **kwargs: ran.append(command))
+    continuation, start = "upstream-90-magnitude-cls4-long-embed", "upstream-90-magnitude-cls4-long"
+    command = bench.upstream_command(continuation)
+    assert ran == []
+    assert command[command.index("--model") + 1] == bench.relative(tmp_path / "upstream" / start)
+    bench.model_path(continuation)
+    outputs = [Path(c[c.index("--output_dir") + 1]).name for c in ran if "--output_dir" in c]
+    assert outputs == [start, continuation]
