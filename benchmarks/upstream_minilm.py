@@ -29,7 +29,8 @@ an interrupted upstream run resumes from its checkpoint):
 The oBS variants (upstream-90-obs-cls, -long, -cls-long, -cls4-long) change obs_distill.yaml: the
 [CLS]-variation term from the first step and/or a 3x longer schedule. upstream-90-obs-cls4-long, which
 meets the pair-transfer target, is shipped as recipes/upstream/obs_distill_cls.yaml; upstream-90-obs-cls4-long-cpu is
-the same recipe rerun on the 2-core CPU (the others ran on a lent GPU).
+the same recipe rerun on the 2-core CPU (the others ran on a lent GPU). upstream-90-obs-cls4-cosine-long and
+-cosine1-long add the sentence-embedding term as a cosine distance at weight 4 and 1 (for the zero-shot target).
 upstream-90-magnitude-cls4-long is the same schedule and losses with magnitude pruning (oBS against magnitude at
 equal steps); upstream-90-magnitude-cls4-long-embed goes on from it with the mask fixed and the sentence-embedding
 term weighted up (CONTINUATIONS).
@@ -100,6 +101,14 @@ OBS_VARIANTS = {
 }
 # the same recipe rerun on this 2-core CPU: what the model that meets the pair target costs without a GPU
 OBS_VARIANTS["upstream-90-obs-cls4-long-cpu"] = OBS_VARIANTS["upstream-90-obs-cls4-long"]
+# for the zero-shot target: the sentence-embedding term as a cosine distance (MSE on mean-pooled states left the
+# student's embeddings at cosine 0.57 to the teacher's) weighted like the cls term, from the first step, so that
+# the oBS Fisher, fed by the same loss, keeps the weights that carry the embedding's direction; run on this CPU
+OBS_VARIANTS["upstream-90-obs-cls4-cosine-long"] = deep_update(
+    OBS_VARIANTS["upstream-90-obs-cls4-long"], {"distillation": {"embedding": 4.0, "embedding_loss": "cosine"}})
+# weight 4 met the zero-shot target and lost pair transfer; the same term at weight 1, between the two
+OBS_VARIANTS["upstream-90-obs-cls4-cosine1-long"] = deep_update(
+    OBS_VARIANTS["upstream-90-obs-cls4-long"], {"distillation": {"embedding": 1.0, "embedding_loss": "cosine"}})
 UPSTREAM.update({name: ("obs_distill", None, 0.9) for name in OBS_VARIANTS})
 # the same schedule and cls term with magnitude pruning: does the pair target need the oBS Fisher, and does a run
 # fit about an hour of this CPU (no Fisher to build)?
