@@ -256,18 +256,24 @@ def test_teacher_flag_distils_a_sparse_model_from_its_dense_teacher(tiny_dense_d
     assert torch.equal(alone[1].get_parameter(name), alone[0].get_parameter(name))  # default: a copy of the student
 
 
-def test_shipped_cls_recipe_is_the_measured_variant(tmp_path, monkeypatch):
-    # recipes/upstream/obs_distill_cls.yaml must stay what upstream_minilm.py ran as upstream-90-obs-cls4-long
+@pytest.mark.parametrize("shipped_name, variant, embedding", [
+    ("obs_distill_cls", "upstream-90-obs-cls4-long", (1.0, "mse")),
+    ("obs_distill_sentence", "upstream-90-obs-cls4-cosine-long", (4.0, "cosine")),
+])
+def test_shipped_obs_recipes_are_the_measured_variants(tmp_path, monkeypatch, shipped_name, variant, embedding):
+    # each shipped recipe must stay what upstream_minilm.py ran (and RESULTS_upstream.md reports) as that variant
     from sparse_transfer.upstream import load_upstream_recipe
 
     bench = load_benchmark("upstream_minilm")
     monkeypatch.setattr(bench, "WORK", tmp_path)
-    measured = load_upstream_recipe(str(ROOT / bench.recipe_path("upstream-90-obs-cls4-long"))).to_dict()
-    shipped = load_upstream_recipe("obs_distill_cls").to_dict()
+    measured = load_upstream_recipe(str(ROOT / bench.recipe_path(variant))).to_dict()
+    shipped = load_upstream_recipe(shipped_name).to_dict()
     for recipe in (measured, shipped):
         del recipe["name"], recipe["description"]
     assert shipped == measured
-    assert shipped["distillation"]["cls"] == 4.0 and shipped["training"]["max_steps"] == 3600
+    distillation = shipped["distillation"]
+    assert (distillation["embedding"], distillation["embedding_loss"]) == embedding
+    assert distillation["cls"] == 4.0 and shipped["training"]["max_steps"] == 3600
 
 
 def test_a_continuation_builds_its_start_first_and_naming_it_builds_nothing(tmp_path, monkeypatch):
