@@ -56,6 +56,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from sparse_transfer_glue import (GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK, accelerator, dense_model, glue_run,
                                   sparse_model)
@@ -102,13 +103,12 @@ OBS_VARIANTS = {
 # the same recipe rerun on this 2-core CPU: what the model that meets the pair target costs without a GPU
 OBS_VARIANTS["upstream-90-obs-cls4-long-cpu"] = OBS_VARIANTS["upstream-90-obs-cls4-long"]
 # for the zero-shot target: the sentence-embedding term as a cosine distance (MSE on mean-pooled states left the
-# student's embeddings at cosine 0.57 to the teacher's) weighted like the cls term, from the first step, so that
-# the oBS Fisher, fed by the same loss, keeps the weights that carry the embedding's direction; run on this CPU
-OBS_VARIANTS["upstream-90-obs-cls4-cosine-long"] = deep_update(
-    OBS_VARIANTS["upstream-90-obs-cls4-long"], {"distillation": {"embedding": 4.0, "embedding_loss": "cosine"}})
-# weight 4 met the zero-shot target and lost pair transfer; the same term at weight 1, between the two
-OBS_VARIANTS["upstream-90-obs-cls4-cosine1-long"] = deep_update(
-    OBS_VARIANTS["upstream-90-obs-cls4-long"], {"distillation": {"embedding": 1.0, "embedding_loss": "cosine"}})
+# student's embeddings at cosine 0.57 to the teacher's) from the first step, so that it feeds the oBS Fisher as the
+# cls term does; at weight 4 (run first: zero-shot met, pair transfer lost) and 1; run on this CPU
+OBS_VARIANTS.update({name: deep_update(OBS_VARIANTS["upstream-90-obs-cls4-long"],
+                                       {"distillation": {"embedding": weight, "embedding_loss": "cosine"}})
+                     for name, weight in (("upstream-90-obs-cls4-cosine-long", 4.0),
+                                          ("upstream-90-obs-cls4-cosine1-long", 1.0))})
 UPSTREAM.update({name: ("obs_distill", None, 0.9) for name in OBS_VARIANTS})
 # the same schedule and cls term with magnitude pruning: does the pair target need the oBS Fisher, and does a run
 # fit about an hour of this CPU (no Fisher to build)?
@@ -174,15 +174,20 @@ def recipe_path(name: str) -> str:
     return relative(path)
 
 
+def upstream_dir(name: str) -> Path:
+    """Where an upstream (or hybrid) model lives; building it is model_path's job."""
+    return WORK / "upstream" / name
+
+
 def upstream_command(name: str) -> list[str]:
     """The command that makes an upstream model; naming it builds nothing (model_path builds its start first)."""
     _, start, sparsity = UPSTREAM[name]
-    model = ["--model", relative(WORK / "upstream" / start), "--teacher", relative(dense_model())] if start else \
+    model = ["--model", relative(upstream_dir(start)), "--teacher", relative(dense_model())] if start else \
         ["--model", relative(dense_model())]
     target = ["--sparsity", f"{sparsity:g}"] if sparsity else []
     return [sys.executable, "-m", "sparse_transfer.upstream", *model, *target, "--train_file",
             relative(CORPUS / "train.txt"), "--recipe", recipe_path(name), "--output_dir",
-            relative(WORK / "upstream" / name), "--disable_tqdm", "true"]
+            relative(upstream_dir(name)), "--disable_tqdm", "true"]
 
 
 def hybrid_model(name: str) -> str:
@@ -191,7 +196,7 @@ def hybrid_model(name: str) -> str:
 
     from transformers import AutoModel, AutoTokenizer
 
-    out = WORK / "upstream" / name
+    out = upstream_dir(name)
     if not (out / "model.safetensors").exists():
         pattern = HYBRID_LAYERS[name]
         model, pruned = AutoModel.from_pretrained(dense_model()), AutoModel.from_pretrained(model_path(HYBRID_SOURCE))
@@ -211,7 +216,7 @@ def model_path(name: str) -> str:
         return sparse_model()
     if name.startswith("hybrid-"):
         return hybrid_model(name)
-    out = WORK / "upstream" / name
+    out = upstream_dir(name)
     if not (out / "upstream_results.json").exists():
         start = UPSTREAM[name][1]
         if start:  # a continuation goes on from a model that may have to be built first
@@ -230,7 +235,7 @@ def load_record(name: str) -> dict:
 
 
 def upstream_summary(name: str) -> dict:
-    out = WORK / "upstream" / name
+    out = upstream_dir(name)
     results = json.loads((out / "upstream_results.json").read_text())
     return {**results, "seconds_per_1000_steps": 1000 * results["train_runtime_s"] / results["steps"],
             "accelerator": accelerator(), "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
