@@ -288,3 +288,28 @@ def test_a_continuation_builds_its_start_first_and_naming_it_builds_nothing(tmp_
     bench.model_path(continuation)
     outputs = [Path(c[c.index("--output_dir") + 1]).name for c in ran if "--output_dir" in c]
     assert outputs == [start, continuation]
+
+
+def test_seed_repeats_run_with_their_seed_and_are_summarized_with_seed_0(tmp_path, monkeypatch):
+    bench = load_benchmark("upstream_minilm")
+    monkeypatch.setattr(bench, "RECORDS", tmp_path)
+    monkeypatch.setattr(bench, "model_path", lambda name: "dense-dir")
+    calls = []
+
+    def fake_glue_run(task, model, recipe, lr, seed, out, extra):
+        calls.append((task, recipe, lr, seed, out.name, extra))
+        return {"best": {"eval_pearson": 0.76 + seed / 100}}
+
+    monkeypatch.setattr(bench, "glue_run", fake_glue_run)
+    monkeypatch.setattr(bench, "accelerator", lambda: "none")
+    (tmp_path / "dense.json").write_text('{"model": "dense"}')  # not in UPSTREAM: no upstream summary is made
+    record = {"model": "dense"}
+    assert bench.seed_spread(record) == "not run"
+    for evaluation in ("stsb_gradual_unfreeze_best", "stsb_gradual_unfreeze_best_seed2"):
+        bench.run_job("dense", evaluation)
+    assert [call[3] for call in calls] == [0, 2]
+    assert calls[1][:3] == ("stsb", "gradual_unfreeze", bench.DENSE_LR)
+    assert calls[1][4:] == ("dense_stsb_gradual_unfreeze_best_seed2", ("--dropout", "0.05"))
+    record = bench.load_record("dense")
+    assert record["stsb_gradual_unfreeze_best_seed2"]["seed"] == 2
+    assert bench.seed_spread(record) == "76.0, not run, 78.0 (77.0 ± 1.4)"
