@@ -123,7 +123,7 @@ CONTINUATIONS = {"upstream-90-magnitude-cls4-long-embed": (
                                         "training": {"max_steps": 600, "save_steps": 200}}),
                  # both targets from one model: 600 more fixed-mask steps of cosine1's own losses (its STS-B with
                  # gradual unfreezing was 0.5 short; the 3x longer schedule is what lifted pair transfer before),
-                 # and 600 more from that (the first 600 lifted both scores a little)
+                 # and 600 more from that (queued when the first 600 had lifted zero-shot and seed 0's STS-B a little)
                  **{name: (start, {"distillation": {"cls": 4.0, "embedding": 1.0, "embedding_loss": "cosine"},
                                    "training": {"max_steps": 600, "save_steps": 200}})
                     for name, start in (

@@ -302,7 +302,6 @@ def test_seed_repeats_run_with_their_seed_and_are_summarized_with_seed_0(tmp_pat
 
     monkeypatch.setattr(bench, "glue_run", fake_glue_run)
     monkeypatch.setattr(bench, "accelerator", lambda: "none")
-    (tmp_path / "dense.json").write_text('{"model": "dense"}')  # not in UPSTREAM: no upstream summary is made
     record = {"model": "dense"}
     assert bench.seed_spread(record) == "not run"
     for evaluation in ("stsb_gradual_unfreeze_best", "stsb_gradual_unfreeze_best_seed2"):
