@@ -256,11 +256,15 @@ def test_teacher_flag_distils_a_sparse_model_from_its_dense_teacher(tiny_dense_d
     assert torch.equal(alone[1].get_parameter(name), alone[0].get_parameter(name))  # default: a copy of the student
 
 
-@pytest.mark.parametrize("shipped_name, variant, embedding", [
-    ("obs_distill_cls", "upstream-90-obs-cls4-long", (1.0, "mse")),
-    ("obs_distill_sentence", "upstream-90-obs-cls4-cosine-long", (4.0, "cosine")),
+@pytest.mark.parametrize("shipped_name, variant, embedding, max_steps", [
+    ("obs_distill_cls", "upstream-90-obs-cls4-long", (1.0, "mse"), 3600),
+    ("obs_distill_sentence", "upstream-90-obs-cls4-cosine-long", (4.0, "cosine"), 3600),
+    ("obs_distill_cosine", "upstream-90-obs-cls4-cosine1-long", (1.0, "cosine"), 3600),
+    ("cosine_continue", "upstream-90-obs-cls4-cosine1-long-plus600", (1.0, "cosine"), 600),
+    ("cosine_continue", "upstream-90-obs-cls4-cosine1-long-plus1200", (1.0, "cosine"), 600),
 ])
-def test_shipped_obs_recipes_are_the_measured_variants(tmp_path, monkeypatch, shipped_name, variant, embedding):
+def test_shipped_obs_recipes_are_the_measured_variants(tmp_path, monkeypatch, shipped_name, variant, embedding,
+                                                       max_steps):
     # each shipped recipe must stay what upstream_minilm.py ran (and RESULTS_upstream.md reports) as that variant
     from sparse_transfer.upstream import load_upstream_recipe
 
@@ -273,7 +277,7 @@ def test_shipped_obs_recipes_are_the_measured_variants(tmp_path, monkeypatch, sh
     assert shipped == measured
     distillation = shipped["distillation"]
     assert (distillation["embedding"], distillation["embedding_loss"]) == embedding
-    assert distillation["cls"] == 4.0 and shipped["training"]["max_steps"] == 3600
+    assert distillation["cls"] == 4.0 and shipped["training"]["max_steps"] == max_steps
 
 
 def test_a_continuation_builds_its_start_first_and_naming_it_builds_nothing(tmp_path, monkeypatch):
