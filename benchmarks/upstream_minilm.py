@@ -124,7 +124,7 @@ CONTINUATIONS = {"upstream-90-magnitude-cls4-long-embed": (
                  # both targets from one model: 600 more fixed-mask steps of cosine1's own losses (its STS-B with
                  # gradual unfreezing was 0.5 short; the 3x longer schedule is what lifted pair transfer before),
                  # and 600 more from that (queued when the first 600 had lifted zero-shot and seed 0's STS-B a little)
-                 **{name: (start, {"distillation": {"cls": 4.0, "embedding": 1.0, "embedding_loss": "cosine"},
+                 **{name: (start, {"distillation": OBS_VARIANTS["upstream-90-obs-cls4-cosine1-long"]["distillation"],
                                    "training": {"max_steps": 600, "save_steps": 200}})
                     for name, start in (
                         ("upstream-90-obs-cls4-cosine1-long-plus600", "upstream-90-obs-cls4-cosine1-long"),
@@ -421,7 +421,7 @@ def seed_spread(record: dict) -> str:
         return "not run"
     runs = [record.get("stsb_gradual_unfreeze_best"), *runs]
     values = [100 * run["best"]["eval_pearson"] for run in runs if run]
-    listed = ", ".join(f"{100 * run['best']['eval_pearson']:.1f}" if run else "not run" for run in runs)
+    listed = ", ".join(score(run, "eval_pearson") for run in runs)
     return f"{listed} ({statistics.mean(values):.1f} ± {statistics.stdev(values) if len(values) > 1 else 0:.1f})"
 
 
