@@ -25,11 +25,15 @@ claims a run before training it; a dead worker's claim is taken over), e.g. two 
 thread each on the 2-core machine:
 
     OMP_NUM_THREADS=1 python benchmarks/glue_comparison.py run [--tasks cola sst2 stsb] [--methods ...] [--limit N]
+        [--learning_rates 3e-4]   # a partial matrix: the sparse methods at these grid LRs only
     python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
 
 `--sparse_model NAME` (an upstream model of `upstream_minilm.py`, e.g. upstream-80-magnitude) runs
 the sparse rows from another model: the issue's fallback where 90% fails on a task. Its runs are
 named after it and get tables of their own, against the same dense reference.
+
+Trained models are not committed: a distilled run whose teacher (the best dense reference) is
+recorded but not in the checkout trains it again first, at its recorded configuration and seed.
 """
 
 from __future__ import annotations
@@ -125,12 +129,14 @@ def best_record(records: list[dict], task: str, method: str, model: str | None =
     return max(runs, key=lambda r: r["best"][MAIN_METRIC[task]]) if runs else None
 
 
-def planned_runs(task: str, methods: list[str], records: list[dict],
-                 model: str = UPSTREAM_MODEL) -> list[tuple[str, float, float]]:
+def planned_runs(task: str, methods: list[str], records: list[dict], model: str = UPSTREAM_MODEL,
+                 learning_rates: list[float] | None = None) -> list[tuple[str, float, float]]:
     """(method, lr, dropout) in the order to run: the dense reference first (the teacher of the
-    distilled runs), then every method at one grid configuration before the next configuration."""
+    distilled runs), then every method at one grid configuration before the next configuration.
+    `learning_rates` keeps the sparse methods to those of the grid (the dense reference keeps its own)."""
     plan = [("dense_reference", lr, dropout) for lr, dropout in DENSE_GRID] if "dense_reference" in methods else []
-    plan += [(method, lr, dropout) for lr, dropout in GRID[task] for method in SPARSE_METHODS if method in methods]
+    plan += [(method, lr, dropout) for lr, dropout in GRID[task] for method in SPARSE_METHODS
+             if method in methods and (learning_rates is None or lr in learning_rates)]
     dense_transfer = best_record(records, task, "dense_transfer", model)
     grid_done = {(r["learning_rate"], r["dropout"]) for r in records
                  if r["task"] == task and r["method"] == "dense_transfer" and r["model"] == model}
@@ -162,15 +168,13 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
                      model: str) -> bool:
     from upstream_minilm import model_path
 
-    extra = ["--dropout", f"{dropout:g}"]
-    if task == "sst2":
-        train, dev = sst2_files()
-        extra += ["--train_file", train, "--validation_file", dev]
+    extra = task_flags(task, dropout)
     recipe = SPARSE_METHODS.get(method, "dense_transfer")
     if method.startswith("dense_transfer_") and method.endswith("ep"):
         extra += ["--num_train_epochs", method.removeprefix("dense_transfer_").removesuffix("ep")]
-    if method == "gradual_unfreeze_distill":
-        extra += ["--teacher", str(ROOT / best_record(records, task, "dense_reference")["output_dir"])]
+    used_teacher = teacher(records, task) if method == "gradual_unfreeze_distill" else None
+    if used_teacher:
+        extra += ["--teacher", str(ROOT / used_teacher["output_dir"])]
     if method == "dense_reference":
         model = "dense"
     print(f"[run] {name}", flush=True)
@@ -180,8 +184,37 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
     write_json_atomic(RECORDS / f"{name}.json", {
         "task": task, "method": method, "learning_rate": lr, "dropout": dropout, "recipe": recipe,
         "model": model,
-        "output_dir": str(out.relative_to(ROOT)), "epochs": curve, **measured})
+        "output_dir": str(out.relative_to(ROOT)), "epochs": curve, **measured,
+        **({"teacher": used_teacher} if used_teacher else {})})
     return True
+
+
+def task_flags(task: str, dropout: float) -> list[str]:
+    """`run_glue.py` flags every run of `task` has: its dropout and, for SST-2, the fixed sample."""
+    flags = ["--dropout", f"{dropout:g}"]
+    if task == "sst2":
+        train, dev = sst2_files()
+        flags += ["--train_file", train, "--validation_file", dev]
+    return flags
+
+
+def teacher(records: list[dict], task: str) -> dict:
+    """The distilled runs' teacher: the best dense reference's saved model, and its best score.
+    Trained models are not committed, so a checkout that has the record but not the model trains it
+    again, at the recorded configuration and seed; the distilled run's record then gives the score of
+    the model it was distilled from beside the recorded one (which stays the reference's record)."""
+    from upstream_minilm import model_path
+
+    reference = best_record(records, task, "dense_reference")
+    out = ROOT / reference["output_dir"]
+    if not ((out / "model.safetensors").exists() and (out / "eval_results.json").exists()):
+        print(f"[teacher] {out.name}: recorded but not in this checkout, training it again", flush=True)
+        glue_run(task, model_path("dense"), reference["recipe"], reference["learning_rate"], 0, out,
+                 tuple(task_flags(task, reference["dropout"])))
+    metric = MAIN_METRIC[task]
+    return {"output_dir": reference["output_dir"], "metric": metric,
+            "best": json.loads((out / "eval_results.json").read_text())["best"][metric],
+            "recorded_best": reference["best"][metric]}
 
 
 def top_k(runs: list[dict], metric: str) -> tuple[list[dict], float, float, float]:
@@ -316,6 +349,9 @@ def main() -> None:
                         choices=["dense_reference", *SPARSE_METHODS, "rescaled_dense"])
     parser.add_argument("--sparse_model", default=UPSTREAM_MODEL,
                         help="the upstream model of upstream_minilm.py that the sparse rows start from")
+    parser.add_argument("--learning_rates", nargs="+", type=float, default=None,
+                        help="run the sparse methods only at these learning rates of the grid (a partial matrix "
+                             "that starts where the methods do best; the dense reference keeps its own)")
     parser.add_argument("--limit", type=int, default=None, help="stop after this many new runs")
     options = parser.parse_args()
     from upstream_minilm import UPSTREAM
@@ -323,12 +359,17 @@ def main() -> None:
     if options.sparse_model not in UPSTREAM:
         parser.error(f"unknown --sparse_model {options.sparse_model}: give one of upstream_minilm.py's models "
                      f"({', '.join(sorted(UPSTREAM))})")
+    grid_rates = {lr for task in options.tasks for lr, _ in GRID[task]}
+    for lr in set(options.learning_rates or ()) - grid_rates:
+        parser.error(f"--learning_rates {lr:g} is not in the grid of {' '.join(options.tasks)}: give some of "
+                     f"{', '.join(f'{rate:g}' for rate in sorted(grid_rates))}")
     if options.action == "run":
         done, started = 0, True
         while started:  # again until a pass starts nothing: runs skipped for a teacher or another worker
             started = False
             for task in options.tasks:
-                for method, lr, dropout in planned_runs(task, options.methods, load_records(), options.sparse_model):
+                for method, lr, dropout in planned_runs(task, options.methods, load_records(), options.sparse_model,
+                                                         options.learning_rates):
                     if options.limit is not None and done >= options.limit:
                         break
                     if run_one(task, method, lr, dropout, load_records(), options.sparse_model):

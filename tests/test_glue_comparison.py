@@ -133,3 +133,64 @@ def test_sparse_rows_from_another_upstream_model_get_their_own_names_and_table(b
     assert ("beats the best dense-transfer recipe (dense_transfer): +27.0 points, from fewer than 2 grid "
             "configurations each, so the spread between configurations is not known yet.") in other
     assert (bench.TABLES.parent / "glue_comparison_stsb_upstream-80-magnitude.png").stat().st_size > 0
+
+
+def test_learning_rates_keep_the_sparse_methods_to_those_rates_and_the_dense_reference_to_its_own(bench, monkeypatch,
+                                                                                                   capsys):
+    import sys
+
+    plan = bench.planned_runs("cola", ["dense_reference", "dense_transfer", "gradual_unfreeze"], [],
+                              learning_rates=[3e-4])
+    assert plan == [("dense_reference", 2e-5, 0.1), ("dense_reference", 5e-5, 0.1), ("dense_reference", 1e-4, 0.1),
+                    ("dense_transfer", 3e-4, 0.05), ("gradual_unfreeze", 3e-4, 0.05),
+                    ("dense_transfer", 3e-4, 0.1), ("gradual_unfreeze", 3e-4, 0.1)]
+    monkeypatch.setattr(sys, "argv", ["glue_comparison.py", "run", "--tasks", "sst2", "--learning_rates", "3e-4"])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: --learning_rates 0.0003 is not in the grid of sst2: give some of 0.0001, 0.0002")
+    assert list(bench.RECORDS.iterdir()) == []  # nothing ran
+
+
+def test_a_distilled_run_trains_a_missing_teacher_again_once_and_records_that_teachers_score(bench, monkeypatch):
+    import upstream_minilm
+
+    from sparse_transfer.reports import write_csv
+
+    monkeypatch.setattr(bench, "ROOT", bench.WORK.parent)
+    monkeypatch.setattr(upstream_minilm, "model_path", lambda name: f"models/{name}")
+    for lr, score in [(2e-5, 0.25), (5e-5, 0.28), (1e-4, 0.26)]:
+        name = bench.run_name("cola", "dense_reference", lr, 0.1)
+        (bench.RECORDS / f"{name}.json").write_text(json.dumps(
+            {"task": "cola", "method": "dense_reference", "learning_rate": lr, "dropout": 0.1, "model": "dense",
+             "recipe": "dense_transfer", "output_dir": f"work/glue_comparison/{name}",
+             "best": {"eval_matthews_correlation": score}}))
+    calls = []
+
+    def fake_run(task, model, recipe, lr, seed, out, extra=()):
+        calls.append((out.name, model, recipe, lr, seed, extra))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.safetensors").write_bytes(b"weights")
+        write_csv([{"epoch": 1, "eval_matthews_correlation": 0.1}], out / "epoch_metrics.csv")
+        best = {"eval_matthews_correlation": 0.27 if recipe == "dense_transfer" else 0.1}
+        (out / "eval_results.json").write_text(json.dumps({"best": best}))
+        return {"best": best}
+
+    monkeypatch.setattr(bench, "glue_run", fake_run)
+    teacher_dir = bench.WORK / "glue_comparison" / "cola_dense_reference_lr5e-05_dropout0.1"
+    assert bench.run_one("cola", "gradual_unfreeze_distill", 3e-4, 0.1, bench.load_records(), "upstream-x")
+    assert calls[0] == ("cola_dense_reference_lr5e-05_dropout0.1", "models/dense", "dense_transfer", 5e-5, 0,
+                        ("--dropout", "0.1"))  # the best reference, at its recorded configuration and seed
+    assert calls[1][:3] == ("cola_upstream-x_gradual_unfreeze_distill_lr0.0003_dropout0.1", "models/upstream-x",
+                            "gradual_unfreeze_distill")
+    assert calls[1][5][-2:] == ("--teacher", str(teacher_dir))
+    first = json.loads((bench.RECORDS / "cola_upstream-x_gradual_unfreeze_distill_lr0.0003_dropout0.1.json").read_text())
+    assert first["teacher"] == {"output_dir": "work/glue_comparison/cola_dense_reference_lr5e-05_dropout0.1",
+                                "metric": "eval_matthews_correlation", "best": 0.27, "recorded_best": 0.28}
+    reference = json.loads((bench.RECORDS / "cola_dense_reference_lr5e-05_dropout0.1.json").read_text())
+    assert reference["best"] == {"eval_matthews_correlation": 0.28}  # the first measurement stays the record
+    assert bench.run_one("cola", "gradual_unfreeze_distill", 3e-4, 0.05, bench.load_records(), "upstream-x")
+    assert len(calls) == 3  # the teacher is here now: not trained a third time
+    second = json.loads((bench.RECORDS / "cola_upstream-x_gradual_unfreeze_distill_lr0.0003_dropout0.05.json").read_text())
+    assert second["teacher"] == first["teacher"]  # the model trained again is the one it was distilled from
