@@ -44,6 +44,7 @@ import json
 import os
 import random
 import statistics
+import time
 from pathlib import Path
 
 from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, glue_run
@@ -207,10 +208,20 @@ def teacher(records: list[dict], task: str) -> dict:
 
     reference = best_record(records, task, "dense_reference")
     out = ROOT / reference["output_dir"]
-    if not ((out / "model.safetensors").exists() and (out / "eval_results.json").exists()):
-        print(f"[teacher] {out.name}: recorded but not in this checkout, training it again", flush=True)
-        glue_run(task, model_path("dense"), reference["recipe"], reference["learning_rate"], 0, out,
-                 tuple(task_flags(task, reference["dropout"])))
+
+    def trained() -> bool:
+        return (out / "model.safetensors").exists() and (out / "eval_results.json").exists()
+
+    if not trained():
+        while not claim(out.name):  # another worker is training it: wait for it rather than train it twice
+            time.sleep(30)
+        try:
+            if not trained():
+                print(f"[teacher] {out.name}: recorded but not in this checkout, training it again", flush=True)
+                glue_run(task, model_path("dense"), reference["recipe"], reference["learning_rate"], 0, out,
+                         tuple(task_flags(task, reference["dropout"])))
+        finally:
+            claim_path(out.name).unlink(missing_ok=True)
     metric = MAIN_METRIC[task]
     return {"output_dir": reference["output_dir"], "metric": metric,
             "best": json.loads((out / "eval_results.json").read_text())["best"][metric],

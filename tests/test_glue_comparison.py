@@ -194,3 +194,26 @@ def test_a_distilled_run_trains_a_missing_teacher_again_once_and_records_that_te
     assert len(calls) == 3  # the teacher is here now: not trained a third time
     second = json.loads((bench.RECORDS / "cola_upstream-x_gradual_unfreeze_distill_lr0.0003_dropout0.05.json").read_text())
     assert second["teacher"] == first["teacher"]  # the model trained again is the one it was distilled from
+
+
+def test_a_worker_that_finds_another_training_the_teacher_waits_for_it_instead_of_training_it_too(bench, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", bench.WORK.parent)
+    name = bench.run_name("stsb", "dense_reference", 5e-5, 0.1)
+    reference = {"task": "stsb", "method": "dense_reference", "learning_rate": 5e-5, "dropout": 0.1, "model": "dense",
+                 "recipe": "dense_transfer", "output_dir": f"work/glue_comparison/{name}", "best": {"eval_pearson": 0.84}}
+    teacher_dir = bench.WORK / "glue_comparison" / name
+    assert bench.claim(name)  # held by a live worker (this process stands in for it)
+    waits = []
+
+    def other_worker_finishes(seconds):
+        waits.append(seconds)
+        teacher_dir.mkdir(parents=True)
+        (teacher_dir / "model.safetensors").write_bytes(b"weights")
+        (teacher_dir / "eval_results.json").write_text(json.dumps({"best": {"eval_pearson": 0.841}}))
+        bench.claim_path(name).unlink()
+
+    monkeypatch.setattr(bench.time, "sleep", other_worker_finishes)
+    monkeypatch.setattr(bench, "glue_run", lambda *args, **kwargs: pytest.fail("trained the teacher a second time"))
+    assert bench.teacher([reference], "stsb") == {"output_dir": f"work/glue_comparison/{name}", "metric": "eval_pearson",
+                                                  "best": 0.841, "recorded_best": 0.84}
+    assert waits == [30] and not bench.claim_path(name).exists()
