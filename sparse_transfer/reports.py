@@ -87,8 +87,9 @@ def plot_curves(curves: dict[str, list[dict]], metric_key: str, path: str | Path
         if loss_key:
             loss_axis.plot(epochs, [row[loss_key] for row in rows], marker="o", label=label)
         metric_axis.plot(epochs, [row[metric_key] for row in rows], marker="o", label=label)
-    loss_axis.set(xlabel="Epoch", ylabel="Evaluation loss", title=title)
-    metric_axis.set(xlabel="Epoch", ylabel=metric_key.removeprefix("eval_"), title=title)
+    loss_axis.set(xlabel="Epoch", ylabel="Evaluation loss")
+    metric_axis.set(xlabel="Epoch", ylabel=metric_key.removeprefix("eval_"))
+    figure.suptitle(title, fontsize=10)  # once over both: a long model name overflows a title per axis
     for axis in (loss_axis, metric_axis):
         axis.grid(alpha=0.3)
     if len(curves) > 1:
