@@ -167,9 +167,7 @@ def run_one(task: str, method: str, lr: float, dropout: float, records: list[dic
 
 def train_and_record(name: str, task: str, method: str, lr: float, dropout: float, records: list[dict],
                      model: str) -> bool:
-    from upstream_minilm import model_path
-
-    extra = task_flags(task, dropout)
+    extra = []
     recipe = SPARSE_METHODS.get(method, "dense_transfer")
     if method.startswith("dense_transfer_") and method.endswith("ep"):
         extra += ["--num_train_epochs", method.removeprefix("dense_transfer_").removesuffix("ep")]
@@ -180,7 +178,7 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
         model = "dense"
     print(f"[run] {name}", flush=True)
     out = WORK / "glue_comparison" / name
-    measured = glue_run(task, model_path(model), recipe, lr, 0, out, tuple(extra))
+    measured = train(task, model, recipe, lr, dropout, out, tuple(extra))
     curve = read_csv(out / "epoch_metrics.csv")
     write_json_atomic(RECORDS / f"{name}.json", {
         "task": task, "method": method, "learning_rate": lr, "dropout": dropout, "recipe": recipe,
@@ -190,13 +188,16 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
     return True
 
 
-def task_flags(task: str, dropout: float) -> list[str]:
-    """`run_glue.py` flags every run of `task` has: its dropout and, for SST-2, the fixed sample."""
-    flags = ["--dropout", f"{dropout:g}"]
+def train(task: str, model: str, recipe: str, lr: float, dropout: float, out: Path, extra: tuple = ()) -> dict:
+    """One run of the comparison (seed 0; for SST-2 the fixed sample) and what it measured: the one
+    command a recorded run and a teacher trained again both go through."""
+    from upstream_minilm import model_path
+
+    flags = ("--dropout", f"{dropout:g}")
     if task == "sst2":
-        train, dev = sst2_files()
-        flags += ["--train_file", train, "--validation_file", dev]
-    return flags
+        train_file, dev_file = sst2_files()
+        flags += ("--train_file", train_file, "--validation_file", dev_file)
+    return glue_run(task, model_path(model), recipe, lr, 0, out, (*flags, *extra))
 
 
 def teacher(records: list[dict], task: str) -> dict:
@@ -204,8 +205,6 @@ def teacher(records: list[dict], task: str) -> dict:
     Trained models are not committed, so a checkout that has the record but not the model trains it
     again, at the recorded configuration and seed; the distilled run's record then gives the score of
     the model it was distilled from beside the recorded one (which stays the reference's record)."""
-    from upstream_minilm import model_path
-
     reference = best_record(records, task, "dense_reference")
     out = ROOT / reference["output_dir"]
 
@@ -218,8 +217,7 @@ def teacher(records: list[dict], task: str) -> dict:
         try:
             if not trained():
                 print(f"[teacher] {out.name}: recorded but not in this checkout, training it again", flush=True)
-                glue_run(task, model_path("dense"), reference["recipe"], reference["learning_rate"], 0, out,
-                         tuple(task_flags(task, reference["dropout"])))
+                train(task, "dense", reference["recipe"], reference["learning_rate"], reference["dropout"], out)
         finally:
             claim_path(out.name).unlink(missing_ok=True)
     metric = MAIN_METRIC[task]
