@@ -29,6 +29,8 @@ from transformers import (
     DataCollatorWithPadding,
     HfArgumentParser,
     TrainingArguments,
+    enable_full_determinism,
+    set_seed,
 )
 
 from sparse_transfer import SparseTransferTrainer
@@ -197,6 +199,9 @@ def train_and_report(model_args, data_args, st_args, training_args, task, recipe
     # read before training: a missing test file must not wait for the end of a long run
     test = load_test(task, data_args.data_dir, data_args.test_file, model_args.cache_dir) \
         if training_args.do_predict else {}
+    # Seeded before the model, as Hugging Face's run_glue.py: the new head's initial weights
+    # come from the global RNG, which Trainer seeds only later; unseeded, no run repeated.
+    (enable_full_determinism if training_args.full_determinism else set_seed)(training_args.seed)
     model = load_model(model_args, task)
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 or training_args.bf16 else None)
     trainer = SparseTransferTrainer(

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from conftest import GLUE_DIR, ROOT
 
@@ -153,3 +154,18 @@ def test_sweep_of_rescaled_dense_recipes_and_its_misuse(tiny_model_dir, tmp_path
     refused = run(command(tiny_model_dir, tmp_path / "bad", "--sweep_epochs", "1-2"))
     assert refused.returncode == 2
     assert "--sweep_epochs rescales a dense recipe, but recipe 'gradual_unfreeze' is staged" in refused.stderr
+
+
+def test_the_seed_fixes_the_new_head_so_a_run_repeats_exactly(tiny_model_dir, tmp_path):
+    """Each run is a fresh process: unless the seed is set before the model is built, the new
+    classifier head starts from whatever the global RNG holds, and no two runs match."""
+    from safetensors.torch import load_file
+
+    outs = [tmp_path / "first", tmp_path / "second"]
+    for out in outs:
+        result = run(command(tiny_model_dir, out, "--recipe", "recipes/dense_transfer.yaml", "--seed", "5"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (load_file(out / "model.safetensors") for out in outs)
+    assert first.keys() == second.keys() and "classifier.weight" in first
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert (outs[0] / "epoch_metrics.csv").read_text() == (outs[1] / "epoch_metrics.csv").read_text()
