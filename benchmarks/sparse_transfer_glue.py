@@ -101,6 +101,9 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
         # two runs may share the machine, one thread each: their wall times are not comparable to a lone run's
         "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
+        # the code that ran: runs before 597a1d3 drew the new head unseeded and cannot be repeated
+        "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip() or "unknown",
     }
 
 
