@@ -21,6 +21,7 @@ from those records.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -77,6 +78,13 @@ def accelerator() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
 
 
+def weights_fingerprint(model: str) -> str:
+    """The first 16 hex digits of the SHA-256 of a model directory's weights: which build of a model
+    a run started from (an upstream model rebuilt on another machine is not the same weights)."""
+    path = Path(model) / "model.safetensors"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "unknown"
+
+
 def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path, extra: tuple = ()) -> dict:
     """One `run_glue.py` run (`extra`: more flags), started over, and what it measured
     (also used by upstream_minilm.py)."""
@@ -102,6 +110,7 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
         "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
         # the code that ran: runs before 597a1d3 drew the new head unseeded and cannot be repeated
+        "model_sha256": weights_fingerprint(model),
         "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip() or "unknown",
     }

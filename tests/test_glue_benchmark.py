@@ -76,3 +76,15 @@ def test_step_time_ratios_of_every_length_sit_next_to_the_wall_time_ratio(bench)
     assert "| stage 0 step | 0.750 | 0.600 |" in text
     assert "| final stage step | 0.950 | 1.000 |" in text
     assert "| mean step over the 3 stages | 0.850 | 0.800 |" in text
+
+
+def test_weights_fingerprint_tells_two_builds_of_a_model_apart(bench, tmp_path):
+    first, rebuilt, copy = (tmp_path / name for name in ("first", "rebuilt", "copy"))
+    for directory, weights in ((first, b"weights of one build"), (rebuilt, b"weights of another"),
+                               (copy, b"weights of one build")):
+        directory.mkdir()
+        (directory / "model.safetensors").write_bytes(weights)
+    fingerprint = bench.weights_fingerprint(str(first))
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
+    assert fingerprint == bench.weights_fingerprint(str(copy)) != bench.weights_fingerprint(str(rebuilt))
+    assert bench.weights_fingerprint(str(tmp_path / "hub-name-or-missing")) == "unknown"
