@@ -97,6 +97,9 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
                "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20",
                # an unrecorded run starts over rather than resuming, so its recorded wall time is whole
                "--overwrite_output_dir", "true", *extra]
+    # the code that runs, read before it runs: runs before 597a1d3 drew the new head unseeded and cannot be repeated
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
     subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
     results = json.loads((out / "eval_results.json").read_text())
     all_results = json.loads((out / "all_results.json").read_text())
@@ -109,10 +112,8 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
         # two runs may share the machine, one thread each: their wall times are not comparable to a lone run's
         "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
         "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
-        # the code that ran: runs before 597a1d3 drew the new head unseeded and cannot be repeated
         "model_sha256": weights_fingerprint(model),
-        "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                                 text=True).stdout.strip() or "unknown",
+        "commit": commit,
     }
 
 
