@@ -45,6 +45,7 @@ import os
 import random
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, glue_run
@@ -280,13 +281,25 @@ def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> 
     if not summary:
         return lines[:1] + ["", "Not run yet.", ""]
     note = one_shot_line(task)
-    lines += ["", *([note] if note else []), "", reading(summary, gradual_at_distilled_configurations(runs, metric)), ""]
+    builds = starting_weights(runs)
+    lines += ["", *([note] if note else []), *([builds] if builds else []), "", reading(summary, gradual_at_distilled_configurations(runs, metric)), ""]
     if curves:
         suffix = "" if model == UPSTREAM_MODEL else f"_{model}"
         plot = plot_curves(curves, metric, TABLES.parent / f"glue_comparison_{task}{suffix}.png",
                            f"{task}{source}: best run of each method")
         lines += [f"![{task} curves]({plot.name})", ""]
     return lines
+
+
+def starting_weights(runs: list[dict]) -> str | None:
+    """Which builds of the sparse model the runs started from, where they are more than one: an upstream
+    model rebuilt in a new checkout is other weights (the same recipe and seed on another machine)."""
+    builds = Counter(r.get("model_sha256", "not recorded") for r in runs if r["model"] != "dense")
+    if len(builds) < 2:
+        return None
+    return ("Starting weights (SHA-256 of `model.safetensors`, runs): " +
+            ", ".join(f"{build} {count}" for build, count in sorted(builds.items())) +
+            ". The runs come from more than one build of the sparse model; the spread includes the build.")
 
 
 def wall_times(runs: list[dict]) -> str:

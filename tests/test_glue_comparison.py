@@ -217,3 +217,16 @@ def test_a_worker_that_finds_another_training_the_teacher_waits_for_it_instead_o
     assert bench.teacher([reference], "stsb") == {"output_dir": f"work/glue_comparison/{name}", "metric": "eval_pearson",
                                                   "best": 0.841, "recorded_best": 0.84}
     assert waits == [30] and not bench.claim_path(name).exists()
+
+
+def test_runs_from_two_builds_of_the_sparse_model_are_said_to_be_so(bench):
+    record(bench, "dense_reference", 5e-5, 0.1, 0.28, 0.25)
+    record(bench, "dense_transfer", 3e-4, 0.05, 0.11, 0.11)  # a record from before the fingerprint
+    record(bench, "gradual_unfreeze", 3e-4, 0.05, 0.10, 0.10)
+    assert "Starting weights" not in bench.report()  # one build (as far as the records know)
+    for method, lr in (("dense_transfer", 2e-4), ("gradual_unfreeze", 2e-4), ("gradual_unfreeze", 1e-4)):
+        record(bench, method, lr, 0.05, 0.12, 0.12)
+        path = bench.RECORDS / f"{bench.run_name('cola', method, lr, 0.05, bench.UPSTREAM_MODEL)}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model_sha256": "3b48c12556c36386"}))
+    text = bench.report()
+    assert "Starting weights (SHA-256 of `model.safetensors`, runs): 3b48c12556c36386 3, not recorded 2." in text
