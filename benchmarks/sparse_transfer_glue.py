@@ -85,6 +85,18 @@ def weights_fingerprint(model: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "unknown"
 
 
+def code_version() -> str:
+    """The commit that runs a GLUE run, with "+changes" where the code a run executes (run_glue.py, the
+    package, the recipes) differs from it; records, tables and notes may differ freely. Runs before
+    597a1d3 drew the new head unseeded and cannot be repeated."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+    head = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+    changed = git("diff", "--quiet", "HEAD", "--", "run_glue.py", "sparse_transfer", "recipes").returncode != 0
+    return head + ("+changes" if changed else "")
+
+
 def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path, extra: tuple = ()) -> dict:
     """One `run_glue.py` run (`extra`: more flags), started over, and what it measured
     (also used by upstream_minilm.py)."""
@@ -97,9 +109,7 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
                "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20",
                # an unrecorded run starts over rather than resuming, so its recorded wall time is whole
                "--overwrite_output_dir", "true", *extra]
-    # the code that runs, read before it runs: runs before 597a1d3 drew the new head unseeded and cannot be repeated
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    commit = code_version()  # read before the run: the code that runs
     subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
     results = json.loads((out / "eval_results.json").read_text())
     all_results = json.loads((out / "all_results.json").read_text())

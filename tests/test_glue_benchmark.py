@@ -88,3 +88,25 @@ def test_weights_fingerprint_tells_two_builds_of_a_model_apart(bench, tmp_path):
     assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0
     assert fingerprint == bench.weights_fingerprint(str(copy)) != bench.weights_fingerprint(str(rebuilt))
     assert bench.weights_fingerprint(str(tmp_path / "hub-name-or-missing")) == "unknown"
+
+
+def test_code_version_names_the_commit_and_only_changes_to_the_code_that_runs(bench, tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "run_glue.py").write_text("print('run')\n")
+    (tmp_path / "RESULTS.md").write_text("numbers\n")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    assert bench.code_version() == head
+    (tmp_path / "RESULTS.md").write_text("new numbers\n")  # a table rewritten while runs go on
+    assert bench.code_version() == head
+    (tmp_path / "run_glue.py").write_text("print('changed')\n")
+    assert bench.code_version() == f"{head}+changes"
