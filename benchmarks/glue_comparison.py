@@ -280,9 +280,10 @@ def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> 
             f"{wall_times(mine)} | {verdicts} |")
     if not summary:
         return lines[:1] + ["", "Not run yet.", ""]
-    note = one_shot_line(task)
-    builds = starting_weights(runs)
-    lines += ["", *([note] if note else []), *([builds] if builds else []), "", reading(summary, gradual_at_distilled_configurations(runs, metric)), ""]
+    for paragraph in (one_shot_line(task), starting_weights(runs)):
+        if paragraph:
+            lines += ["", paragraph]
+    lines += ["", reading(summary, gradual_at_distilled_configurations(runs, metric)), ""]
     if curves:
         suffix = "" if model == UPSTREAM_MODEL else f"_{model}"
         plot = plot_curves(curves, metric, TABLES.parent / f"glue_comparison_{task}{suffix}.png",
