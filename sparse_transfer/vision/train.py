@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
+from ..distributed import process_group_released
 from . import analysis
 from .acdc import ACDC
 from .data import build_datasets
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
         recipe = load_recipe(args.recipe, args.overrides)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    return train(recipe, resume=args.resume)
+    with process_group_released():
+        return train(recipe, resume=args.resume)
 
 
 if __name__ == "__main__":
