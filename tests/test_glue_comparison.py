@@ -230,3 +230,77 @@ def test_runs_from_two_builds_of_the_sparse_model_are_said_to_be_so(bench):
         path.write_text(json.dumps({**json.loads(path.read_text()), "model_sha256": "3b48c12556c36386"}))
     text = bench.report()
     assert "Starting weights (SHA-256 of `model.safetensors`, runs): 3b48c12556c36386 3, not recorded 2." in text
+
+
+def test_rerun_build_repeats_another_builds_configurations_from_this_build_and_tables_compare_within_builds(
+        bench, monkeypatch, capsys):
+    import sys
+
+    import upstream_minilm
+
+    from sparse_transfer.reports import write_csv
+
+    model = "upstream-90-obs-cls4-cosine1-long-plus1200"  # its runs without a recorded build are 685faa2fdf121a41's
+
+    def run_from(build, method, lr, dropout, best):
+        record(bench, method, lr, dropout, best, best, model=model)
+        path = bench.RECORDS / f"{bench.run_name('cola', method, lr, dropout, model)}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **({"model_sha256": build} if build else {})}))
+
+    record(bench, "dense_reference", 5e-5, 0.1, 0.28, 0.25)
+    run_from(None, "gradual_unfreeze", 3e-4, 0.05, 0.10)
+    run_from(None, "gradual_unfreeze", 3e-4, 0.1, 0.11)
+    run_from("d202862609eaaca1", "gradual_unfreeze", 1e-4, 0.05, 0.09)
+    run_from("d202862609eaaca1", "gradual_unfreeze", 1e-4, 0.1, 0.08)
+    run_from("d202862609eaaca1", "dense_transfer", 1e-4, 0.05, 0.09)
+    run_from("685faa2fdf121a41", "gradual_unfreeze_distill", 1e-4, 0.05, 0.13)
+    run_from("685faa2fdf121a41", "gradual_unfreeze_distill", 3e-4, 0.05, 0.12)
+    records = bench.load_records()
+    plan = bench.planned_reruns("cola", ["gradual_unfreeze", "gradual_unfreeze_distill"], records, model,
+                                "d202862609eaaca1")
+    assert plan == [("gradual_unfreeze", 1e-4, 0.05), ("gradual_unfreeze", 1e-4, 0.1)]  # only that build's runs
+
+    weights = bench.WORK / "model.safetensors"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"this checkout's build")
+    this_build = bench.weights_fingerprint(str(bench.WORK))
+    monkeypatch.setattr(upstream_minilm, "model_path", lambda name: str(bench.WORK))
+    monkeypatch.setattr(bench, "ROOT", bench.WORK.parent)
+    trained = []
+
+    def fake_run(task, model_dir, recipe, lr, seed, out, extra=()):
+        trained.append((out.name, lr, extra))
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv([{"epoch": 1, "eval_matthews_correlation": 0.1}], out / "epoch_metrics.csv")
+        score = {"eval_matthews_correlation": 0.10 if lr == 1e-4 else 0.0}
+        return {"best": score, "final": score, "sparsity": 0.9, "mask_violations": 0, "train_runtime_s": 60,
+                "model_sha256": this_build}
+
+    monkeypatch.setattr(bench, "glue_run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["glue_comparison.py", "run", "--tasks", "cola", "--methods", "gradual_unfreeze",
+                                      "--sparse_model", model, "--rerun_build", "d202862609eaaca1"])
+    bench.main()
+    suffix = f"_build{this_build[:8]}"
+    assert [name for name, _, _ in trained] == [
+        f"cola_{model}_gradual_unfreeze_lr0.0001_dropout0.05{suffix}", f"cola_{model}_gradual_unfreeze_lr0.0001_dropout0.1{suffix}"]
+    rerun = json.loads((bench.RECORDS / f"{trained[0][0]}.json").read_text())
+    assert rerun["rerun_of"] == f"cola_{model}_gradual_unfreeze_lr0.0001_dropout0.05"
+    original = json.loads((bench.RECORDS / f"{rerun['rerun_of']}.json").read_text())
+    assert original["model_sha256"] == "d202862609eaaca1" and original["best"]["eval_matthews_correlation"] == 0.09
+
+    text = bench.TABLES.read_text()
+    main_table = text.split(f"### COLA from {model}")[1].split("Within one build")[0]
+    assert "| gradual_unfreeze | 4 | 10.5 ± 0.5 |" in main_table  # one run per configuration: no rerun in it
+    assert "runs that did not record their build are read as 685faa2fdf121a41" in text
+    assert "| 685faa2fdf121a41 | gradual_unfreeze | 2 | 10.5 ± 0.5 | 10.5 |" in text  # the unrecorded ones
+    assert f"| {this_build} | gradual_unfreeze | 2 | 10.0 ± 0.0 | 10.0 |" in text  # the reruns
+    assert "| d202862609eaaca1 | gradual_unfreeze | 2 | 8.5 ± 0.5 | 8.5 |" in text
+    assert ("Reading within build d202862609eaaca1: gradual unfreezing does not beat the best dense-transfer recipe "
+            "(dense_transfer): -0.5 points, from fewer than 2 grid configurations each") in text
+    assert "Reading within build 685faa2fdf121a41: not enough runs yet" in text  # no dense-transfer run in it
+
+    monkeypatch.setattr(sys, "argv", ["glue_comparison.py", "run", "--sparse_model", model, "--rerun_build", this_build])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2 and f"--rerun_build {this_build} is this checkout's build" in capsys.readouterr().err
+    assert len(trained) == 2  # nothing more ran
