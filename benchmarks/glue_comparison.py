@@ -324,11 +324,14 @@ def task_report(task: str, records: list[dict], model: str = UPSTREAM_MODEL) -> 
 def starting_weights(runs: list[dict]) -> str | None:
     """Which builds of the sparse model the runs started from, where they are more than one: an upstream
     model rebuilt in a new checkout is other weights (the same recipe and seed on another machine)."""
-    builds = Counter(r.get("model_sha256", "not recorded") for r in runs if r["model"] != "dense")
+    sparse = [r for r in runs if r["model"] != "dense"]
+    builds = Counter(build_of(r) for r in sparse)
     if len(builds) < 2:
         return None
+    unrecorded = Counter(build_of(r) for r in sparse if "model_sha256" not in r and r["model"] in UNRECORDED_BUILDS)
     return ("Starting weights (SHA-256 of `model.safetensors`, runs): " +
-            ", ".join(f"{build} {count}" for build, count in sorted(builds.items())) +
+            ", ".join(f"{build} {count}" + (f" ({unrecorded[build]} of them not recorded, read as it)"
+                                            if unrecorded[build] else "") for build, count in sorted(builds.items())) +
             ". The runs come from more than one build of the sparse model; the spread includes the build.")
 
 

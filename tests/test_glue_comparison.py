@@ -292,6 +292,8 @@ def test_rerun_build_repeats_another_builds_configurations_from_this_build_and_t
     main_table = text.split(f"### COLA from {model}")[1].split("Within one build")[0]
     assert "| gradual_unfreeze | 4 | 10.5 ± 0.5 |" in main_table  # one run per configuration: no rerun in it
     assert "runs that did not record their build are read as 685faa2fdf121a41" in text
+    assert ("Starting weights (SHA-256 of `model.safetensors`, runs): 685faa2fdf121a41 4 (2 of them not recorded, "
+            "read as it), d202862609eaaca1 3.") in text  # the main table's runs: no rerun among them
     assert "| 685faa2fdf121a41 | gradual_unfreeze | 2 | 10.5 ± 0.5 | 10.5 |" in text  # the unrecorded ones
     assert f"| {this_build} | gradual_unfreeze | 2 | 10.0 ± 0.0 | 10.0 |" in text  # the reruns
     assert "| d202862609eaaca1 | gradual_unfreeze | 2 | 8.5 ± 0.5 | 8.5 |" in text
