@@ -453,6 +453,10 @@ def main() -> None:
     if options.action == "run" and options.rerun_build:
         from upstream_minilm import model_path
 
+        recorded = sorted({build_of(r) for r in load_records() if r["model"] == options.sparse_model})
+        if options.rerun_build not in recorded:
+            parser.error(f"--rerun_build {options.rerun_build}: no run of {options.sparse_model} is recorded from "
+                         f"that build; give one of {', '.join(recorded) or 'its recorded builds (none yet)'}")
         build = weights_fingerprint(model_path(options.sparse_model))
         if build == options.rerun_build:
             parser.error(f"--rerun_build {build} is this checkout's build of {options.sparse_model}: give the build "

@@ -305,4 +305,10 @@ def test_rerun_build_repeats_another_builds_configurations_from_this_build_and_t
     with pytest.raises(SystemExit) as stop:
         bench.main()
     assert stop.value.code == 2 and f"--rerun_build {this_build} is this checkout's build" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["glue_comparison.py", "run", "--sparse_model", model, "--rerun_build", "d2028626"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        f"error: --rerun_build d2028626: no run of {model} is recorded from that build; give one of "
+        + ", ".join(sorted(["685faa2fdf121a41", this_build, "d202862609eaaca1"])))  # a shortened hash is not a build
     assert len(trained) == 2  # nothing more ran
