@@ -143,7 +143,10 @@ def teacher_ready(records: list[dict], task: str) -> bool:
 
 
 def best_record(records: list[dict], task: str, method: str, model: str | None = None) -> dict | None:
-    runs = [r for r in records if r["task"] == task and r["method"] == method and model in (None, r["model"])]
+    """The method's best run, of the first-recorded runs as the tables read them: a run again from another build
+    (`--rerun_build`) must not move the configuration that the rescaled sweep runs at."""
+    runs = [r for r in records if r["task"] == task and r["method"] == method and model in (None, r["model"])
+            and "rerun_of" not in r]
     return max(runs, key=lambda r: r["best"][MAIN_METRIC[task]]) if runs else None
 
 
@@ -461,6 +464,14 @@ def main() -> None:
         if build == options.rerun_build:
             parser.error(f"--rerun_build {build} is this checkout's build of {options.sparse_model}: give the build "
                          "whose runs to repeat from this one (a record's model_sha256)")
+        records = load_records()
+        if not any(planned_reruns(task, options.methods, records, options.sparse_model, options.rerun_build,
+                                  options.learning_rates) for task in options.tasks):
+            theirs = sorted({f"{r['task']} {r['method']}" for r in records if r["model"] == options.sparse_model
+                             and "rerun_of" not in r and build_of(r) == options.rerun_build})
+            parser.error(f"--rerun_build {options.rerun_build}: none of its runs is planned by --tasks "
+                         f"{' '.join(options.tasks)} --methods {' '.join(options.methods)} (at the planned "
+                         f"configurations); that build has {', '.join(theirs)}")
     if options.action == "run":
         done, started = 0, True
         while started:  # again until a pass starts nothing: runs skipped for a teacher or another worker
