@@ -42,6 +42,9 @@ def test_plan_runs_the_teacher_first_then_every_method_per_configuration(bench):
     assert bench.planned_runs("cola", ["rescaled_dense"], records[1:]) == []
     rescaled = bench.planned_runs("cola", ["rescaled_dense"], records)
     assert rescaled == [(f"dense_transfer_{e}ep", 2e-4, 0.05) for e in (1, 2, 4, 5, 6, 7)]
+    # a run again from another build does not move it: the plan reads the first-recorded runs, as the tables do
+    rerun = {**records[0], "best": {"eval_matthews_correlation": 0.9}, "rerun_of": "cola_dense_transfer_lr0.0001_dropout0.05"}
+    assert bench.planned_runs("cola", ["rescaled_dense"], records + [rerun]) == rescaled
 
 
 def test_workers_claim_a_run_once_and_take_over_a_dead_workers_claim(bench):
@@ -311,4 +314,11 @@ def test_rerun_build_repeats_another_builds_configurations_from_this_build_and_t
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         f"error: --rerun_build d2028626: no run of {model} is recorded from that build; give one of "
         + ", ".join(sorted(["685faa2fdf121a41", this_build, "d202862609eaaca1"])))  # a shortened hash is not a build
+    monkeypatch.setattr(sys, "argv", ["glue_comparison.py", "run", "--tasks", "cola", "--methods", "rescaled_dense",
+                                      "--sparse_model", model, "--rerun_build", "d202862609eaaca1"])
+    with pytest.raises(SystemExit) as stop:
+        bench.main()
+    assert stop.value.code == 2 and capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: --rerun_build d202862609eaaca1: none of its runs is planned by --tasks cola --methods rescaled_dense "
+        "(at the planned configurations); that build has cola dense_transfer, cola gradual_unfreeze")
     assert len(trained) == 2  # nothing more ran
