@@ -271,11 +271,16 @@ def one_shot_line(task: str) -> str | None:
                                             sorted(per_method.items())) + ".")
 
 
+def runs_from_build(records: list[dict], model: str, build: str) -> list[dict]:
+    """The first-recorded runs of `model` that started from `build`: what `--rerun_build build` can run again."""
+    return [r for r in records if r["model"] == model and "rerun_of" not in r and build_of(r) == build]
+
+
 def planned_reruns(task: str, methods: list[str], records: list[dict], model: str, other_build: str,
                    learning_rates: list[float] | None = None) -> list[tuple[str, float, float]]:
     """The planned runs whose record started from `other_build` of `model`: what `--rerun_build` runs again."""
-    recorded = {(r["method"], r["learning_rate"], r["dropout"]) for r in records
-                if r["task"] == task and r["model"] == model and "rerun_of" not in r and build_of(r) == other_build}
+    recorded = {(r["method"], r["learning_rate"], r["dropout"]) for r in runs_from_build(records, model, other_build)
+                if r["task"] == task}
     return [run for run in planned_runs(task, methods, records, model, learning_rates) if run in recorded]
 
 
@@ -456,7 +461,8 @@ def main() -> None:
     if options.action == "run" and options.rerun_build:
         from upstream_minilm import model_path
 
-        recorded = sorted({build_of(r) for r in load_records() if r["model"] == options.sparse_model})
+        records = load_records()
+        recorded = sorted({build_of(r) for r in records if r["model"] == options.sparse_model})
         if options.rerun_build not in recorded:
             parser.error(f"--rerun_build {options.rerun_build}: no run of {options.sparse_model} is recorded from "
                          f"that build; give one of {', '.join(recorded) or 'its recorded builds (none yet)'}")
@@ -464,11 +470,10 @@ def main() -> None:
         if build == options.rerun_build:
             parser.error(f"--rerun_build {build} is this checkout's build of {options.sparse_model}: give the build "
                          "whose runs to repeat from this one (a record's model_sha256)")
-        records = load_records()
         if not any(planned_reruns(task, options.methods, records, options.sparse_model, options.rerun_build,
                                   options.learning_rates) for task in options.tasks):
-            theirs = sorted({f"{r['task']} {r['method']}" for r in records if r["model"] == options.sparse_model
-                             and "rerun_of" not in r and build_of(r) == options.rerun_build})
+            theirs = sorted({f"{r['task']} {r['method']}" for r in runs_from_build(records, options.sparse_model,
+                                                                                    options.rerun_build)})
             parser.error(f"--rerun_build {options.rerun_build}: none of its runs is planned by --tasks "
                          f"{' '.join(options.tasks)} --methods {' '.join(options.methods)} (at the planned "
                          f"configurations); that build has {', '.join(theirs)}")
