@@ -24,13 +24,14 @@ import torch
 from torch import nn
 
 from sparse_transfer.masks import MaskedWeights
+from sparse_transfer.utils.typed_config import RECIPE_DIR
 from sparse_transfer.vision.data import fashion_mnist
 from sparse_transfer.vision.models import build_model
 from sparse_transfer.vision.recipe import load_recipe
 from sparse_transfer.vision.sparsity import prunable_weights, target_masks
 from sparse_transfer.vision.train import train
 
-RECIPES = Path(__file__).parents[1] / "recipes" / "vision"
+RECIPES = RECIPE_DIR / "vision"
 RUNS = [("dense", None)] + [(method, target) for target in (0.9, 0.95) for method in ("acdc", "gmp", "rigl")]
 
 

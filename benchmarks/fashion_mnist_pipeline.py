@@ -3,7 +3,7 @@
 pipeline, its ablations (no ZerO init, no learned mask, no smoothing), one-shot
 magnitude pruning plus fine-tuning (all three off) and AC/DC, all for the same total
 number of epochs. Writes a markdown table (top-1, exact final sparsity, collapses,
-wall time) to benchmarks/RESULTS_pipeline.md and prints it.
+wall time) to benchmarks/results/fashion_mnist_pipeline.md and prints it.
 
 Default sizes (about 25 minutes on 2 CPU cores): 20 epochs (pipeline: 10 + 10), a
 12 000-image training subset, the first 5 000 test images. `--quick` runs 4 epochs
@@ -21,13 +21,14 @@ from pathlib import Path
 
 import torch
 
+from sparse_transfer.utils.typed_config import RECIPE_DIR
 from sparse_transfer.vision import analysis
-from sparse_transfer.vision.pipeline import collapse_reason
+from sparse_transfer.vision.pipeline.run import collapse_reason
 from sparse_transfer.vision.recipe import load_recipe
 from sparse_transfer.vision.sparsity import prunable_weights
 from sparse_transfer.vision.train import train
 
-RECIPES = Path(__file__).parents[1] / "recipes" / "vision"
+RECIPES = RECIPE_DIR / "vision"
 TARGETS = (0.9, 0.99, 0.999)
 NO_SMOOTHING = ["pipeline.label_smoothing=0.0", "pipeline.soft_activation=false", "pipeline.skip_weight=0.0"]
 VARIANTS = {
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=12000)
     parser.add_argument("--val-subset", type=int, default=5000)
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "fashion_mnist_pipeline")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS_pipeline.md")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fashion_mnist_pipeline.md")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.train_subset, args.val_subset = 4, 2000, 1000

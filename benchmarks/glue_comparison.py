@@ -8,9 +8,9 @@ distillation (`upstream_minilm.py`, every sparse row); the one-shot 90% rows of
 `sparse_transfer_glue.py` are shown beside them as the "no upstream pruning" line.
 Methods on the sparse model, each through `run_glue.py` and a recipe:
 
-  dense_transfer            recipes/dense_transfer.yaml (3 epochs)
-  extended_dense_transfer   recipes/extended_dense_transfer.yaml (8 epochs)
-  gradual_unfreeze          recipes/gradual_unfreeze.yaml (1 + 6 + 1 epochs)
+  dense_transfer            the dense_transfer recipe (3 epochs)
+  extended_dense_transfer   the extended_dense_transfer recipe (8 epochs)
+  gradual_unfreeze          the gradual_unfreeze recipe (1 + 6 + 1 epochs)
   gradual_unfreeze_distill  the same, distilled from the dense reference's best run on the task
   dense_transfer_{1..7}ep   CoLA only: the dense-transfer recipe rescaled (Table 6's third row),
                             at the dense-transfer recipe's best grid configuration
@@ -29,7 +29,7 @@ thread each on the 2-core machine:
     python benchmarks/glue_comparison.py report    # tables, curves: benchmarks/results/glue_comparison.md
 
 `--sparse_model NAME` (an upstream model of `upstream_minilm.py`, e.g. upstream-80-magnitude) runs
-the sparse rows from another model: the issue's fallback where 90% fails on a task. Its runs are
+the sparse rows from another model: the fallback where 90% fails on a task. Its runs are
 named after it and get tables of their own, against the same dense reference.
 
 A model rebuilt on another machine is other weights (each record names its build, `model_sha256`).
@@ -54,13 +54,24 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sparse_transfer_glue import GLUE_DIR, RECORDS as ONE_SHOT_RECORDS, ROOT, WORK, glue_run, weights_fingerprint
+from common import COMPARISON_RECORDS as RECORDS
+from common import (
+    GLUE_DIR,
+    ROOT,
+    UPSTREAM,
+    UPSTREAM_MODEL,
+    WORK,
+    glue_run,
+    model_path,
+    run_name,
+    weights_fingerprint,
+)
+from common import GLUE_RECORDS as ONE_SHOT_RECORDS
 
-from sparse_transfer.reports import plot_curves, read_csv, write_json_atomic, write_text_atomic
+from sparse_transfer.utils.io import read_csv, write_json_atomic, write_text_atomic
+from sparse_transfer.utils.reports import plot_curves
 
-RECORDS = ROOT / "benchmarks" / "results" / "glue_comparison"
 TABLES = ROOT / "benchmarks" / "results" / "glue_comparison.md"
-UPSTREAM_MODEL = "upstream-90-obs"  # the better upstream model of RESULTS_upstream.md
 MAIN_METRIC = {"cola": "eval_matthews_correlation", "stsb": "eval_pearson", "sst2": "eval_accuracy"}
 SPARSE_METHODS = {"dense_transfer": "dense_transfer", "extended_dense_transfer": "extended_dense_transfer",
                   "gradual_unfreeze": "gradual_unfreeze", "gradual_unfreeze_distill": "gradual_unfreeze_distill"}
@@ -74,14 +85,6 @@ TOP_K = 2
 # plus1200's first build did not record its hash; rebuilt on the same kind of CPU it ended at the first
 # build's recorded loss terms to every digit (RESULTS_upstream.md), so its runs are read as that build's
 UNRECORDED_BUILDS = {"upstream-90-obs-cls4-cosine1-long-plus1200": "685faa2fdf121a41"}
-
-
-def run_name(task: str, method: str, lr: float, dropout: float, model: str = UPSTREAM_MODEL,
-             build: str | None = None) -> str:
-    """The record's name; sparse runs from a model other than the main one carry its name, and a run
-    again from another build of the model (`--rerun_build`) carries that build."""
-    prefix = task if method == "dense_reference" or model == UPSTREAM_MODEL else f"{task}_{model}"
-    return f"{prefix}_{method}_lr{lr:g}_dropout{dropout:g}" + (f"_build{build[:8]}" if build else "")
 
 
 def build_of(record: dict) -> str:
@@ -213,8 +216,6 @@ def train_and_record(name: str, task: str, method: str, lr: float, dropout: floa
 def train(task: str, model: str, recipe: str, lr: float, dropout: float, out: Path, extra: tuple = ()) -> dict:
     """One run of the comparison (seed 0; for SST-2 the fixed sample) and what it measured: the one
     command a recorded run and a teacher trained again both go through."""
-    from upstream_minilm import model_path
-
     flags = ("--dropout", f"{dropout:g}")
     if task == "sst2":
         train_file, dev_file = sst2_files()
@@ -448,8 +449,6 @@ def main() -> None:
                              "from this build (SHA-256 of model.safetensors, 16 hex digits): a grid within one build")
     parser.add_argument("--limit", type=int, default=None, help="stop after this many new runs")
     options = parser.parse_args()
-    from upstream_minilm import UPSTREAM
-
     if options.sparse_model not in UPSTREAM:
         parser.error(f"unknown --sparse_model {options.sparse_model}: give one of upstream_minilm.py's models "
                      f"({', '.join(sorted(UPSTREAM))})")
@@ -459,8 +458,6 @@ def main() -> None:
                      f"{', '.join(f'{rate:g}' for rate in sorted(grid_rates))}")
     build = None
     if options.action == "run" and options.rerun_build:
-        from upstream_minilm import model_path
-
         records = load_records()
         recorded = sorted({build_of(r) for r in records if r["model"] == options.sparse_model})
         if options.rerun_build not in recorded:

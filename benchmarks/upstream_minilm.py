@@ -3,7 +3,7 @@
 
 Models: the dense MiniLM; the one-shot 90% model of `sparse_transfer_glue.py`; MiniLM
 pruned upstream to 90% on the WordNet corpus (`make_wordnet_corpus.py`) by
-`python -m sparse_transfer.upstream` with each recipe of `recipes/upstream/`.
+`python -m sparse_transfer.upstream` with each shipped upstream recipe (`sparse_transfer/recipes/upstream/`).
 Evaluations, each recorded as soon as it is measured (rerunning skips what is recorded;
 an interrupted upstream run resumes from its checkpoint):
 
@@ -17,19 +17,19 @@ an interrupted upstream run resumes from its checkpoint):
                           STS-B dev pairs (std across pairs, mean over dimensions): what a head can read
   pair_probe              a ridge regression from frozen pair features (the [CLS] state; the two sentences'
                           token means) on STS-B train to dev scores: what a head could read, encoder frozen
-  stsb_gradual_unfreeze   run_glue.py, STS-B, recipes/gradual_unfreeze.yaml, LR 2e-4, seed 0
-  stsb_dense_transfer     run_glue.py, STS-B, recipes/dense_transfer.yaml, LR 2e-4, seed 0
-  stsb_extended_dense_transfer   the same with recipes/extended_dense_transfer.yaml (8 epochs)
-  cola_dense_transfer     run_glue.py, CoLA, recipes/dense_transfer.yaml, LR 2e-4 (dense: 1e-4), seed 0
+  stsb_gradual_unfreeze   run_glue.py, STS-B, recipe gradual_unfreeze, LR 2e-4, seed 0
+  stsb_dense_transfer     run_glue.py, STS-B, recipe dense_transfer, LR 2e-4, seed 0
+  stsb_extended_dense_transfer   the same with recipe extended_dense_transfer (8 epochs)
+  cola_dense_transfer     run_glue.py, CoLA, recipe dense_transfer, LR 2e-4 (dense: 1e-4), seed 0
   stsb_one_epoch          run_glue.py, STS-B, dense-transfer recipe for 1 epoch, LR 2e-4: the quick pair probe
   stsb_{gradual_unfreeze,dense_transfer,extended_dense_transfer}_best
                           run_glue.py, STS-B, at glue_comparison.py's best configuration (LR 3e-4,
                           dropout 0.05, seed 0): how the oBS variants (OBS_VARIANTS) compare
 
-The oBS variants (upstream-90-obs-cls, -long, -cls-long, -cls4-long) change obs_distill.yaml: the
+The oBS variants (upstream-90-obs-cls, -long, -cls-long, -cls4-long) change the obs_distill recipe: the
 [CLS]-variation term from the first step and/or a 3x longer schedule. upstream-90-obs-cls4-long, which
-meets the pair-transfer target, is shipped as recipes/upstream/obs_distill_cls.yaml; upstream-90-obs-cls4-long-cpu is
-the same recipe rerun on the 2-core CPU (the others ran on a lent GPU). upstream-90-obs-cls4-cosine-long and
+meets the pair-transfer target, is shipped as the upstream recipe obs_distill_cls; upstream-90-obs-cls4-long-cpu is
+the same recipe rerun on the 2-core CPU (the others ran on a GPU). upstream-90-obs-cls4-cosine-long and
 -cosine1-long add the sentence-embedding term as a cosine distance at weight 4 and 1 (for the zero-shot target).
 upstream-90-magnitude-cls4-long is the same schedule and losses with magnitude pruning (oBS against magnitude at
 equal steps); upstream-90-magnitude-cls4-long-embed goes on from it with the mask fixed and the sentence-embedding
@@ -37,14 +37,15 @@ term weighted up, and upstream-90-obs-cls4-cosine1-long-plus600 goes on from -co
 for 600 more fixed-mask steps, -plus1200 for 600 more from that (CONTINUATIONS).
 
 upstream-90-magnitude-copy-pairs goes on from upstream-90-magnitude with the mask fixed and the
-dense teacher, distilling on near-duplicate pairs (recipes/upstream/copy_pairs_continue.yaml).
+dense teacher, distilling on near-duplicate pairs (the upstream recipe copy_pairs_continue).
 
 Hybrids locate the damage: the dense MiniLM with some Linear weights of upstream-90-magnitude
 (HYBRID_LAYERS): all attention weights, all feed-forward weights, query and key only, value and
 attention output only, the attention of blocks 0-2 or of blocks 3-5.
 
 The STS-B runs of the dense and one-shot models are the records of sparse_transfer_glue.py
-(same command, same LR and seed).
+(same command, same LR and seed). The models, their recipes and their changes (UPSTREAM, OBS_VARIANTS,
+CONTINUATIONS, ...) are the catalogue in common.py, which builds each on first use.
 
     python benchmarks/upstream_minilm.py run [--jobs MODEL:EVALUATION ...]
     python benchmarks/upstream_minilm.py report     # benchmarks/results/upstream_tables.md
@@ -56,83 +57,35 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
-from sparse_transfer_glue import (GLUE_DIR, RECORDS as GLUE_RECORDS, ROOT, WORK, accelerator, dense_model, glue_run,
-                                  sparse_model)
+from common import (
+    ABLATION_STEPS,
+    ABLATIONS,
+    COMPARISON_RECORDS,
+    CONTINUATIONS,
+    CORPUS,
+    GLUE_DIR,
+    GLUE_RECORDS,
+    HYBRID_SOURCE,
+    MAGNITUDE_VARIANTS,
+    OBS_VARIANTS,
+    RECIPE_CHANGES,
+    ROOT,
+    UPSTREAM,
+    WORK,
+    accelerator,
+    dense_model,
+    glue_run,
+    model_path,
+    run_name,
+    upstream_command,
+    upstream_dir,
+)
 
-from sparse_transfer.reports import read_csv, write_json_atomic, write_text_atomic
+from sparse_transfer.utils.io import read_csv, write_json_atomic, write_text_atomic
 
-
-def deep_update(base: dict, changes: dict) -> dict:
-    return {**base, **{key: deep_update(base.get(key, {}), value) if isinstance(value, dict) else value
-                       for key, value in changes.items()}}
-
-
-CORPUS = WORK / "wordnet"
 RECORDS = ROOT / "benchmarks" / "results" / "upstream"
 TABLES = ROOT / "benchmarks" / "results" / "upstream_tables.md"
-UPSTREAM = {  # model name: recipe, the model it goes on from (default: the dense MiniLM), target sparsity
-    "upstream-90-magnitude": ("magnitude_distill", None, 0.9),
-    "upstream-90-obs": ("obs_distill", None, 0.9),
-    "upstream-90-magnitude-copy-pairs": ("copy_pairs_continue", "upstream-90-magnitude", None),
-    "upstream-80-magnitude": ("magnitude_distill", None, 0.8),
-    "upstream-90-magnitude-cls": ("cls_continue", "upstream-90-magnitude", None),
-}
-# Ablations of the magnitude recipe at half its steps (600: pruning steps 0, 100, ..., 400, 420), each
-# changing one piece against ablation-baseline; the recipe each ran is written to benchmarks/work/recipes/
-ABLATION_STEPS = {"training": {"max_steps": 600}}
-ABLATIONS = {  # name: what changes in magnitude_distill.yaml
-    "ablation-baseline": {},
-    "ablation-single-segments": {"data": {"pair_fraction": 0.0}},
-    "ablation-no-attention-loss": {"distillation": {"attention": 0.0}},
-    "ablation-no-hidden-loss": {"distillation": {"hidden": 0.0}},
-    "ablation-no-embedding-loss": {"distillation": {"embedding": 0.0}},
-}
-UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in ABLATIONS})
-# oBS variants against upstream-90-obs: the [CLS]-variation term during pruning (so that the masks are
-# chosen while the [CLS] state is held to vary as the teacher's), and a 3x longer schedule (the same 10
-# pruning steps, 300 steps apart); first run on a lent GPU, four at a time
-LONG_SCHEDULE = {"training": {"max_steps": 3600, "save_steps": 600}, "pruning": {"every": 300}}
-OBS_VARIANTS = {
-    "upstream-90-obs-cls": {"distillation": {"cls": 1.0}},
-    "upstream-90-obs-long": LONG_SCHEDULE,
-    "upstream-90-obs-cls-long": deep_update(LONG_SCHEDULE, {"distillation": {"cls": 1.0}}),
-    "upstream-90-obs-cls4-long": deep_update(LONG_SCHEDULE, {"distillation": {"cls": 4.0}}),
-}
-# the same recipe rerun on this 2-core CPU: what the model that meets the pair target costs without a GPU
-OBS_VARIANTS["upstream-90-obs-cls4-long-cpu"] = OBS_VARIANTS["upstream-90-obs-cls4-long"]
-# for the zero-shot target: the sentence-embedding term as a cosine distance (MSE on mean-pooled states left the
-# student's embeddings at cosine 0.57 to the teacher's) from the first step, so that it feeds the oBS Fisher as the
-# cls term does; at weight 4 (run first: zero-shot met, pair transfer lost) and 1; run on this CPU
-OBS_VARIANTS.update({name: deep_update(OBS_VARIANTS["upstream-90-obs-cls4-long"],
-                                       {"distillation": {"embedding": weight, "embedding_loss": "cosine"}})
-                     for name, weight in (("upstream-90-obs-cls4-cosine-long", 4.0),
-                                          ("upstream-90-obs-cls4-cosine1-long", 1.0))})
-UPSTREAM.update({name: ("obs_distill", None, 0.9) for name in OBS_VARIANTS})
-# the same schedule and cls term with magnitude pruning: does the pair target need the oBS Fisher, and does a run
-# fit about an hour of this CPU (no Fisher to build)?
-MAGNITUDE_VARIANTS = {"upstream-90-magnitude-cls4-long": OBS_VARIANTS["upstream-90-obs-cls4-long"]}
-UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in MAGNITUDE_VARIANTS})
-# for the zero-shot target: 600 more fixed-mask steps from it with the sentence-embedding term weighted up (at
-# weight 1 it is a small part of the loss beside the cls term at 4)
-CONTINUATIONS = {"upstream-90-magnitude-cls4-long-embed": (
-    "upstream-90-magnitude-cls4-long", {"distillation": {"cls": 4.0, "embedding": 8.0},
-                                        "training": {"max_steps": 600, "save_steps": 200}}),
-                 # both targets from one model: 600 more fixed-mask steps of cosine1's own losses (its STS-B with
-                 # gradual unfreezing was 0.5 short; the 3x longer schedule is what lifted pair transfer before),
-                 # and 600 more from that (queued when the first 600 had lifted zero-shot and seed 0's STS-B a little)
-                 **{name: (start, {"distillation": OBS_VARIANTS["upstream-90-obs-cls4-cosine1-long"]["distillation"],
-                                   "training": {"max_steps": 600, "save_steps": 200}})
-                    for name, start in (
-                        ("upstream-90-obs-cls4-cosine1-long-plus600", "upstream-90-obs-cls4-cosine1-long"),
-                        ("upstream-90-obs-cls4-cosine1-long-plus1200", "upstream-90-obs-cls4-cosine1-long-plus600"))}}
-UPSTREAM.update({name: ("cls_continue", start, None) for name, (start, _) in CONTINUATIONS.items()})
-RECIPE_CHANGES = {**{name: deep_update(ABLATION_STEPS, changes) for name, changes in ABLATIONS.items()},
-                  **OBS_VARIANTS, **MAGNITUDE_VARIANTS,
-                  **{name: changes for name, (_, changes) in CONTINUATIONS.items()}}
 JOBS = [  # in priority order: what matters most is measured first
     ("dense", "embeddings"), ("oneshot-90", "embeddings"),
     ("dense", "cross_attention"), ("oneshot-90", "cross_attention"),
@@ -160,88 +113,8 @@ GLUE_JOBS = {  # evaluation: task, recipe, extra flags, learning rate of a spars
     **{f"stsb_gradual_unfreeze_best_seed{seed}": ("stsb", "gradual_unfreeze", ("--dropout", f"{BEST_DROPOUT:g}"),
                                                   BEST_LR, seed) for seed in REPEAT_SEEDS},
 }
-HYBRID_SOURCE = "upstream-90-magnitude"
-HYBRID_LAYERS = {  # which Linear weights of the blocks come from the pruned model
-    "hybrid-attention": r"\.attention\.", "hybrid-ffn": r"\.layer\.\d+\.(intermediate|output)\.dense",
-    "hybrid-query-key": r"\.attention\.self\.(query|key)", "hybrid-value-output": r"\.attention\.(self\.value|output)",
-    "hybrid-attention-blocks-0-2": r"\.layer\.[0-2]\.attention\.", "hybrid-attention-blocks-3-5": r"\.layer\.[3-5]\.attention\.",
-}
 HELDOUT_LINES = 1000
 CROSS_ATTENTION_PAIRS = 500
-
-
-def relative(path) -> str:
-    return os.path.relpath(path, ROOT)
-
-
-def recipe_path(name: str) -> str:
-    """recipes/upstream/NAME.yaml, or for an ablation or variant that recipe with its changes, written to the
-    work folder."""
-    recipe = f"recipes/upstream/{UPSTREAM[name][0]}.yaml"
-    if name not in RECIPE_CHANGES:
-        return recipe
-    import yaml
-
-    changed = deep_update(yaml.safe_load((ROOT / recipe).read_text()), RECIPE_CHANGES[name])
-    path = WORK / "recipes" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({**changed, "name": name}, sort_keys=False))
-    return relative(path)
-
-
-def upstream_dir(name: str) -> Path:
-    """Where an upstream (or hybrid) model lives; building it is model_path's job."""
-    return WORK / "upstream" / name
-
-
-def upstream_command(name: str) -> list[str]:
-    """The command that makes an upstream model; naming it builds nothing (model_path builds its start first)."""
-    _, start, sparsity = UPSTREAM[name]
-    model = ["--model", relative(upstream_dir(start)), "--teacher", relative(dense_model())] if start else \
-        ["--model", relative(dense_model())]
-    target = ["--sparsity", f"{sparsity:g}"] if sparsity else []
-    return [sys.executable, "-m", "sparse_transfer.upstream", *model, *target, "--train_file",
-            relative(CORPUS / "train.txt"), "--recipe", recipe_path(name), "--output_dir",
-            relative(upstream_dir(name)), "--disable_tqdm", "true"]
-
-
-def hybrid_model(name: str) -> str:
-    """The dense MiniLM with some Linear weights of the upstream-pruned model."""
-    import re
-
-    from transformers import AutoModel, AutoTokenizer
-
-    out = upstream_dir(name)
-    if not (out / "model.safetensors").exists():
-        pattern = HYBRID_LAYERS[name]
-        model, pruned = AutoModel.from_pretrained(dense_model()), AutoModel.from_pretrained(model_path(HYBRID_SOURCE))
-        sparse = dict(pruned.named_parameters())
-        for param_name, param in model.named_parameters():
-            if param_name.endswith(".weight") and param.dim() == 2 and re.search(pattern, param_name):
-                param.data.copy_(sparse[param_name].data)
-        model.save_pretrained(out)
-        AutoTokenizer.from_pretrained(dense_model()).save_pretrained(out)
-    return str(out)
-
-
-def model_path(name: str) -> str:
-    if name == "dense":
-        return dense_model()
-    if name == "oneshot-90":
-        return sparse_model()
-    if name.startswith("hybrid-"):
-        return hybrid_model(name)
-    out = upstream_dir(name)
-    if not (out / "upstream_results.json").exists():
-        start = UPSTREAM[name][1]
-        if start:  # a continuation goes on from a model that may have to be built first
-            model_path(start)
-        if not (CORPUS / "train.txt").exists():
-            subprocess.run([sys.executable, "benchmarks/make_wordnet_corpus.py", "--output", str(CORPUS)], cwd=ROOT,
-                           check=True)
-        print(f"[upstream] {name}", flush=True)
-        subprocess.run(upstream_command(name), cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    return str(out)
 
 
 def load_record(name: str) -> dict:
@@ -276,7 +149,10 @@ def on_accelerator(model):
 def measure_embeddings(path: str) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
-    from sparse_transfer.upstream.evaluation import embedding_fidelity, zero_shot_similarity
+    from sparse_transfer.upstream.evaluation import (
+        embedding_fidelity,
+        zero_shot_similarity,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = on_accelerator(AutoModel.from_pretrained(path))
@@ -402,8 +278,6 @@ def epoch_scores(name: str, evaluation: str, metric: str) -> str | None:
 
 def comparison_record(method: str, model: str) -> dict | None:
     """The model's STS-B run at the best configuration in glue_comparison.py (the same command)."""
-    from glue_comparison import RECORDS as COMPARISON_RECORDS, run_name
-
     path = COMPARISON_RECORDS / f"{run_name('stsb', method, BEST_LR, BEST_DROPOUT, model)}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -487,7 +361,7 @@ def report() -> str:
     lines += ["", "STS-B dev Pearson at every epoch (runs whose directory is kept):", "",
               "| model | recipe | Pearson per epoch |", "|---|---|---|"]
     lines += [f"| {name} | {method} | {scores} |" for name, method, scores in curves if scores]
-    lines += ["", f"Ablations of recipes/upstream/magnitude_distill.yaml at {ABLATION_STEPS['training']['max_steps']} "
+    lines += ["", f"Ablations of the magnitude_distill recipe at {ABLATION_STEPS['training']['max_steps']} "
               "steps (to 90%, each changing one piece):", "",
               "| ablation | change | embedding cosine to dense | zero-shot STS-B Spearman | [CLS] spread across STS-B "
               "pairs | final loss terms | s per 1000 steps |", "|---|---|---|---|---|---|---|"]

@@ -1,26 +1,29 @@
-"""sparse-transfer: accurate sparse task models from sparse pretrained models."""
+"""sparse-transfer: accurate sparse task models from sparse pretrained models.
 
-from .masks import MaskedWeights
-from .pruning import magnitude_masks
-from .selection import Selection
+Layout: the sparsity core (`masks`, `selection`, `pruning`, `obs`, `distillation`,
+`schedules`), how encoders are read (`encoders`), what the Trainers share (`training`),
+`utils/` below them, and one subpackage per workflow side by side: `transfer/` (the main
+job), `upstream/` (one-shot and gradual upstream pruning), `inference/` (sparse CPU export),
+`vision/` (AC/DC and the pruning pipeline), `glue/` (tasks, data, metrics).
+"""
+
+from sparse_transfer.masks import MaskedWeights
+from sparse_transfer.pruning import magnitude_masks
+from sparse_transfer.selection import Selection
 
 __all__ = ["MaskedWeights", "Recipe", "Selection", "SparseTransferTrainer", "export_for_inference",
            "load_for_inference", "load_recipe", "magnitude_masks"]
 
+# transformers is slow to import: the trainer, recipes and export load only when asked for
+# (the vision sub-package needs none of them).
+_LAZY = {"SparseTransferTrainer": "sparse_transfer.transfer.trainer", "Recipe": "sparse_transfer.transfer.recipe",
+         "load_recipe": "sparse_transfer.transfer.recipe", "export_for_inference": "sparse_transfer.inference.export",
+         "load_for_inference": "sparse_transfer.inference.export"}
+
 
 def __getattr__(name):
-    # transformers is slow to import: load the trainer and recipes only when asked for
-    # (the vision sub-package needs neither).
-    if name == "SparseTransferTrainer":
-        from .trainer import SparseTransferTrainer
+    if name in _LAZY:
+        import importlib
 
-        return SparseTransferTrainer
-    if name in ("Recipe", "load_recipe"):
-        from . import recipes
-
-        return getattr(recipes, name)
-    if name in ("export_for_inference", "load_for_inference"):
-        from . import export
-
-        return getattr(export, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sparse_transfer' has no attribute {name!r}")

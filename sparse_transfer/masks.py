@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .selection import Selection, resolve_parameter
+from sparse_transfer.selection import Selection, resolve_parameter
 
 
 class MaskedWeights:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datasets import Dataset
 
-from .data import GlueDataError, read_table_files
-from .tasks import GlueTask, get_task
+from sparse_transfer.glue.data import GlueDataError, read_table_files
+from sparse_transfer.glue.tasks import GlueTask, get_task
 
 CUSTOM = "custom"
 TEXT_COLUMN_NAMES = (("sentence1", "sentence2"), ("sentence",), ("text",))  # searched in this order

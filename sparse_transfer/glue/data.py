@@ -11,8 +11,8 @@ import os
 
 from datasets import ClassLabel, DatasetDict, Features, Value, load_dataset
 
-from ..errors import ConfigurationError
-from .tasks import GlueTask
+from sparse_transfer.glue.tasks import GlueTask
+from sparse_transfer.utils.errors import ConfigurationError
 
 
 class GlueDataError(ConfigurationError):

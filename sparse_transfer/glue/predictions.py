@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from ..reports import atomic_open
-from .tasks import GlueTask
+from sparse_transfer.glue.tasks import GlueTask
+from sparse_transfer.utils.io import atomic_open
 
 SUBMISSION_DIR = "predictions"
 OWN_TASK_FILE = "predictions.csv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import ConfigurationError
+from sparse_transfer.utils.errors import ConfigurationError
 
 
 class UnknownTaskError(ConfigurationError):

@@ -1,8 +1,8 @@
-"""Sparse inference on CPU: kernels for sparse Linear weights (kernels.py, the C kernel in
-native.py), their per-shape calibration (calibration.py); export and loading live in
-sparse_transfer/export.py (`python -m sparse_transfer.export`)."""
+"""Sparse inference on CPU: kernels for sparse Linear weights (`kernels.py`, the C kernel in
+`native.py`), their per-shape calibration (`calibration.py`), and export and loading of a
+planned model (`export.py`; `python -m sparse_transfer.inference`)."""
 
-from .calibration import interleaved_medians, plan_layers
-from .kernels import KERNELS, SparseLinear
+from sparse_transfer.inference.calibration import interleaved_medians, plan_layers
+from sparse_transfer.inference.kernels import KERNELS, SparseLinear
 
 __all__ = ["KERNELS", "SparseLinear", "interleaved_medians", "plan_layers"]

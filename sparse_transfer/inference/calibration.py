@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from ..errors import ConfigurationError
-from ..masks import MaskedWeights
-from .kernels import DENSE, KERNELS
+from sparse_transfer.inference.kernels import DENSE, KERNELS
+from sparse_transfer.masks import MaskedWeights
+from sparse_transfer.utils.errors import ConfigurationError
 
 SPARSITY_BUCKET = 0.05
 # A kernel this many times slower than dense in its first timed run is not timed again (a BSR
@@ -98,7 +98,7 @@ def plan_layers(model: nn.Module, token_counts: list[int], min_sparsity: float =
         sparsest = max((entry["sparsity"] for entry in layers.values()), default=0.0)
         raise ConfigurationError(
             f"no Linear weight has at least {min_sparsity:.0%} zeros (the sparsest has {sparsest:.1%}): nothing to "
-            "export; prune the model first (python -m sparse_transfer.prune) or lower --min_sparsity")
+            "export; prune the model first (sparse-transfer prune) or lower --min_sparsity")
     plan, groups = [], {}
     for weight_name, entry in layers.items():
         name = weight_name.removesuffix(".weight")

@@ -18,7 +18,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
-from .native import load_tiled_csr
+from sparse_transfer.inference.native import load_tiled_csr
 
 DENSE = "dense"
 BSR_BLOCK_SIZES = (4, 8, 16)

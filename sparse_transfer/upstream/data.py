@@ -15,7 +15,7 @@ import random
 
 from datasets import Dataset
 
-from ..errors import ConfigurationError
+from sparse_transfer.utils.errors import ConfigurationError
 
 TEXT_SUFFIXES = (".txt", ".text")
 TABLE_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from ..distillation import mean_pool
+from sparse_transfer.distillation import mean_pool
 
 
 @torch.no_grad()

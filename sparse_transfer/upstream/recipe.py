@@ -12,20 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..distillation import EMBEDDING_LOSSES, DistillationConfig
-from ..errors import ConfigurationError
-from ..pruning import SCOPES
-from ..recipes import RECIPE_DIR
-from ..selection import Selection
-from ..typed_config import YamlRecipe, build_section, check_training_keys, read_sections
+from sparse_transfer.distillation import EMBEDDING_LOSSES, DistillationConfig
+from sparse_transfer.pruning import SCOPES
+from sparse_transfer.selection import Selection
+from sparse_transfer.utils.typed_config import (
+    RecipeError,
+    YamlRecipe,
+    build_section,
+    check_training_keys,
+    read_sections,
+)
 
-UPSTREAM_RECIPE_DIR = RECIPE_DIR / "upstream"
 CRITERIA = ("magnitude", "obs")
 TEACHER_DTYPES = ("float32", "bfloat16", "float16")
-
-
-class UpstreamRecipeError(ConfigurationError):
-    pass
 
 
 @dataclass
@@ -84,17 +83,13 @@ class UpstreamRecipe(YamlRecipe):
 
 
 def load_upstream_recipe(source: str | Path | dict | UpstreamRecipe | None = None,
-                         overrides: dict[str, dict] | None = None) -> UpstreamRecipe:
-    """From a YAML path, a name in `recipes/upstream/`, a dict, or the defaults;
-    `overrides` ({section: {key: value}}, None values ignored) win over the source."""
+                         overrides=None) -> UpstreamRecipe:
+    """From a YAML path, the name of a shipped upstream recipe (`obs_distill_cls`, ...), a
+    dict, or the defaults; `overrides` as `read_sections` takes them (`{"pruning.sparsity": 0.8}`)."""
     if isinstance(source, UpstreamRecipe):
         source = source.to_dict()
-    values, where = read_sections(source, UPSTREAM_RECIPE_DIR, UpstreamRecipeError)
-    for section, entries in (overrides or {}).items():
-        given = {key: value for key, value in entries.items() if value is not None}
-        if given:
-            values[section] = {**(values.get(section) or {}), **given}
-    recipe = build_section(UpstreamRecipe, values, where, UpstreamRecipeError)
+    values, where = read_sections(source, "upstream", overrides)
+    recipe = build_section(UpstreamRecipe, values, where, RecipeError)
     check(recipe, where)
     return recipe
 
@@ -103,7 +98,7 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
     pruning, distillation, data = recipe.pruning, recipe.distillation, recipe.data
 
     def fail(message: str):
-        raise UpstreamRecipeError(f"{message} in {where}")
+        raise RecipeError(f"{message} in {where}")
 
     if not 0.0 < pruning.sparsity < 1.0:
         fail(f"pruning.sparsity must be in (0, 1), got {pruning.sparsity}")
@@ -143,4 +138,4 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
         fail(f"distillation.teacher_dtype {distillation.teacher_dtype!r} is unknown; use one of {TEACHER_DTYPES}")
     if not all(0.0 <= f <= 1.0 for f in (data.pair_fraction, data.random_pair_fraction, data.copy_pair_fraction)):
         fail("data.pair_fraction, data.random_pair_fraction and data.copy_pair_fraction must be in [0, 1]")
-    check_training_keys(recipe.training, where, UpstreamRecipeError)
+    check_training_keys(recipe.training, where, RecipeError)

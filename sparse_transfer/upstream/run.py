@@ -1,27 +1,43 @@
 """One upstream-pruning run from arguments to files: load the dense model twice
-(student and frozen teacher), build the corpus, train, write the outputs."""
+(student and frozen teacher), build the corpus, train, write the outputs.
+
+    sparse-transfer upstream --model DENSE --sparsity 0.9 --train_file corpus.txt --output_dir DIR \
+        [--recipe NAME_OR_YAML] [any TrainingArguments flag]
+    accelerate launch -m sparse_transfer.upstream ...        # several GPUs
+
+Precedence: command line > the recipe's `training:` section > defaults. Rerunning the
+same command resumes from the last complete checkpoint.
+"""
 
 from __future__ import annotations
 
 import copy
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+from transformers import (
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    TrainingArguments,
+)
 
-from ..checkpoints import resume_point
-from ..errors import ConfigurationError
-from ..hub import is_hub_name, load_or_explain, require_hub
-from ..prune import load_pretrained
-from ..reports import markdown_table, plot_steps, step_rows, write_csv, write_json_atomic
-from .data import read_documents, tokenized_corpus
-from .recipe import UPSTREAM_RECIPE_DIR, UpstreamRecipe
-from .trainer import UpstreamPruningTrainer
+from sparse_transfer.encoders import load_pretrained
+from sparse_transfer.upstream.data import read_documents, tokenized_corpus
+from sparse_transfer.upstream.recipe import UpstreamRecipe, load_upstream_recipe
+from sparse_transfer.upstream.trainer import UpstreamPruningTrainer
+from sparse_transfer.utils.arguments import read_arguments_file, with_defaults
+from sparse_transfer.utils.checkpoints import resume_point
+from sparse_transfer.utils.errors import ConfigurationError, exit_status
+from sparse_transfer.utils.hub import is_hub_name, load_or_explain, require_hub
+from sparse_transfer.utils.io import markdown_table, write_csv, write_json_atomic
+from sparse_transfer.utils.reports import plot_steps, step_rows
 
 RESULTS_NAME = "upstream_results.json"  # written last: marks a finished run
 STEPS_NAME = "training_steps.csv"
-DEFAULT_RECIPE = str(UPSTREAM_RECIPE_DIR / "magnitude_distill.yaml")
+DEFAULT_RECIPE = "magnitude_distill"
 
 
 @dataclass
@@ -34,7 +50,7 @@ class UpstreamArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "corpus from the hub instead of --train_file"})
     dataset_config_name: str | None = field(default=None)
     sparsity: float | None = field(default=None, metadata={"help": "target sparsity (overrides the recipe's)"})
-    recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "YAML recipe or a name in recipes/upstream/"})
+    recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "a shipped upstream recipe's name (sparse-transfer recipes) or a YAML file"})
     criterion: str | None = field(default=None, metadata={"help": "magnitude or obs (overrides the recipe's)"})
     max_seq_length: int | None = field(default=None, metadata={"help": "overrides the recipe's data.max_seq_length"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N examples of the corpus"})
@@ -111,3 +127,29 @@ def write_outputs(trainer: UpstreamPruningTrainer, run: UpstreamArguments, train
                          [[run.model, results["criterion"], results["steps"], f"{100 * results['sparsity']:.2f}%",
                            results["mask_violations"], round(results["train_runtime_s"] or 0)]]))
     return results
+
+
+PROG = "sparse-transfer upstream"
+
+
+def parse_arguments(argv: list[str]):
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = read_arguments_file(argv[0])
+    parser = HfArgumentParser((UpstreamArguments, TrainingArguments), prog=PROG)
+    given, _ = parser.parse_known_args(args=argv)
+    recipe = load_upstream_recipe(given.recipe, {"pruning.sparsity": given.sparsity,
+                                                 "pruning.criterion": given.criterion,
+                                                 "data.max_seq_length": given.max_seq_length})
+    run, training_args = parser.parse_args_into_dataclasses(args=with_defaults(argv, script_defaults(recipe)))
+    return run, training_args, recipe
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+
+    def run() -> None:
+        run_args, training_args, recipe = parse_arguments(argv)
+        prune_upstream(run_args, training_args, recipe)
+
+    return exit_status(PROG, run)
+

@@ -22,16 +22,14 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 
-from ..distillation import distillation_terms, weighted_sum
-from ..errors import ConfigurationError
-from ..lr_schedule import rewinding_scheduler
-from ..masks import MaskedWeights
-from ..obs import BlockFisherInverse, fisher_bytes
-from ..pruning import score_masks
-from ..sparse_checkpoints import SparseCheckpointMixin
-from ..sparsity_schedule import PruningSteps
-from ..unfreezing import find_blocks
-from .recipe import UpstreamRecipe, load_upstream_recipe
+from sparse_transfer.distillation import distillation_terms, weighted_sum
+from sparse_transfer.encoders import find_blocks
+from sparse_transfer.obs import BlockFisherInverse, fisher_bytes
+from sparse_transfer.pruning import score_masks
+from sparse_transfer.schedules import PruningSteps, rewinding_scheduler
+from sparse_transfer.training import SparseTrainingMixin, freeze
+from sparse_transfer.upstream.recipe import UpstreamRecipe, load_upstream_recipe
+from sparse_transfer.utils.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -56,26 +54,21 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_i
     return input_ids.masked_fill(positions, mask_token_id), positions
 
 
-class UpstreamPruningTrainer(SparseCheckpointMixin, Trainer):
+class UpstreamPruningTrainer(SparseTrainingMixin, Trainer):
     """`Trainer` that prunes `model` upstream while distilling it from `teacher`.
 
-    `recipe`: a YAML path, a name in `recipes/upstream/`, a dict or an `UpstreamRecipe`.
+    `recipe`: a shipped upstream recipe's name, a YAML path, a dict or an `UpstreamRecipe`.
     `tokenizer` (or `processing_class`) gives the [MASK] and special-token ids."""
 
     def __init__(self, model, args=None, *, teacher, recipe=None, **kwargs):
         self.recipe: UpstreamRecipe = load_upstream_recipe(recipe)
-        self.block_path, _ = find_blocks(model)
-        self.masks = MaskedWeights.from_nonzero(model, self.recipe.mask, within=[self.block_path])
-        if not self.masks.masks:
-            raise ConfigurationError(f"the recipe's mask section selects no weight inside {self.block_path}; "
-                                     "check mask.module_types / include / exclude")
+        self.fix_masks(model, self.recipe.mask, find_blocks(model)[0], self.recipe.name)
         self.teacher = self._frozen_teacher(teacher)
         self._check_model(model)
         if self.recipe.distillation.student_dropout is not None:
             for module in model.modules():  # the saved config keeps the model's dropout for fine-tuning
                 if isinstance(module, torch.nn.Dropout):
                     module.p = self.recipe.distillation.student_dropout
-        self.masks.attach()
         self.pruning_steps: PruningSteps | None = None
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_count = 0
@@ -96,9 +89,7 @@ class UpstreamPruningTrainer(SparseCheckpointMixin, Trainer):
 
     def _frozen_teacher(self, teacher):
         dtype = getattr(torch, self.recipe.distillation.teacher_dtype)
-        teacher = teacher.to(dtype=dtype).eval()
-        teacher.requires_grad_(False)
-        return teacher
+        return freeze(teacher.to(dtype=dtype))
 
     def _check_model(self, model) -> None:
         distillation, pruning = self.recipe.distillation, self.recipe.pruning
@@ -147,9 +138,7 @@ class UpstreamPruningTrainer(SparseCheckpointMixin, Trainer):
                 inputs["input_ids"], inputs["attention_mask"], self.special_ids, self.mask_token_id,
                 mask_probability, generator)
         outputs = {"output_hidden_states": config.needs_hidden_states(), "output_attentions": bool(config.attention)}
-        teacher = self.teacher
-        if next(teacher.parameters()).device != inputs["input_ids"].device:
-            teacher.to(inputs["input_ids"].device)
+        teacher = self.teacher_on(inputs["input_ids"].device)
         with torch.no_grad():
             teacher_out = teacher(**inputs, **outputs)
         student_out = model(**student_inputs, **outputs)
@@ -193,12 +182,6 @@ class UpstreamPruningTrainer(SparseCheckpointMixin, Trainer):
             self.lr_scheduler = rewinding_scheduler(optimizer or self.optimizer, intervals, warmup)
             self._created_lr_scheduler = True
         return self.lr_scheduler
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            super().create_optimizer(model)
-            self.masks.attach_optimizer(self.optimizer)
-        return self.optimizer
 
     # -- pruning ----------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .masked_training import MaskedTraining
-from .schedule import SPARSE, Phase, phase_at
-from .sparsity import target_masks
+from sparse_transfer.vision.masked_training import MaskedTraining
+from sparse_transfer.vision.schedules import SPARSE, Phase, phase_at
+from sparse_transfer.vision.sparsity import target_masks
 
 
 class ACDC(MaskedTraining):

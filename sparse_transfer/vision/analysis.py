@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-
 # Per-sample values, so that a data-parallel run can gather them before averaging.
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..sparsity_schedule import PruningSteps
-from .masked_training import MaskedTraining
-from .sparsity import target_masks
+from sparse_transfer.schedules import PruningSteps
+from sparse_transfer.vision.masked_training import MaskedTraining
+from sparse_transfer.vision.sparsity import target_masks
 
 
 class GMP(MaskedTraining):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..masks import MaskedWeights
-from .analysis import mask_iou
+from sparse_transfer.masks import MaskedWeights
+from sparse_transfer.vision.analysis import mask_iou
 
 
 class MaskedTraining:

@@ -8,7 +8,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock
 
-from .plain_models import PLAIN_MODELS, build_plain_model
+from sparse_transfer.vision.plain_models import PLAIN_MODELS, build_plain_model
 
 TORCHVISION = {
     "resnet18": models.resnet18,

@@ -1,24 +1,19 @@
-"""Training recipes: YAML files validated into dataclasses, with `key=value` overrides
-(dotted for nested sections, e.g. `sparsity.target=0.95`). An unknown key fails with
-one line naming the key and the file. `base: other.yaml` (relative to the recipe)
-starts from another recipe, so variants state only what differs."""
+"""Vision recipes: the sections of a training run (model, data, optimizer, resizing,
+sparsity method, pipeline), read as every recipe is (`sparse_transfer.utils.typed_config`:
+shipped names, `base:` inheritance, dotted `key=value` overrides, typed sections)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from ..errors import ConfigurationError
-from ..typed_config import build_section
-
-from .learnable_masks import ESTIMATORS
-
-
-class RecipeError(ConfigurationError):
-    pass
+from sparse_transfer.utils.typed_config import (
+    RecipeError,
+    YamlRecipe,
+    build_section,
+    read_sections,
+)
+from sparse_transfer.vision.pipeline.learnable_masks import ESTIMATORS
 
 
 @dataclass
@@ -112,7 +107,7 @@ class PipelineConfig:
 
 
 @dataclass
-class Recipe:
+class VisionRecipe(YamlRecipe):
     name: str = "run"
     epochs: int = 100  # of the base schedule; the run trains round(epochs * scale)
     scale: float = 1.0  # AC/DC++: 1x, 2.5x, 5x, 10x
@@ -135,36 +130,12 @@ class Recipe:
     def run_dir(self) -> Path:
         return Path(self.output_dir or Path("runs") / self.name)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    values = _read_with_base(Path(path))
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        if not sep:
-            raise RecipeError(f"override {override!r} is not key=value")
-        *parents, leaf = key.split(".")
-        section = values
-        for parent in parents:
-            section = section.setdefault(parent, {})
-        section[leaf] = yaml.safe_load(raw)
-    recipe = build_section(Recipe, values, str(path), RecipeError)
+def load_recipe(source: str | Path | dict, overrides=()) -> VisionRecipe:
+    """From a YAML path, the name of a shipped vision recipe (`fashion_mnist_acdc`, ...) or a
+    dict; `overrides` as `read_sections` takes them (`["sparsity.target=0.95"]`)."""
+    values, where = read_sections(source, "vision", overrides)
+    recipe = build_section(VisionRecipe, values, where, RecipeError)
     if recipe.sparsity.method == "pipeline":
         recipe.pipeline.check(recipe.total_epochs)
     return recipe
-
-
-def _read_with_base(path: Path) -> dict:
-    values = yaml.safe_load(path.read_text()) or {}
-    base = values.pop("base", None)
-    return _merge(_read_with_base(path.parent / base), values) if base else values
-
-
-def _merge(base: dict, update: dict) -> dict:
-    merged = dict(base)
-    for key, value in update.items():
-        both_sections = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if both_sections else value
-    return merged

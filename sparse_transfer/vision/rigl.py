@@ -12,9 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..pruning import count_masks, pruned_count
-from .masked_training import MaskedTraining
-from .sparsity import erk_pruned_counts
+from sparse_transfer.pruning import count_masks, pruned_count
+from sparse_transfer.vision.masked_training import MaskedTraining
+from sparse_transfer.vision.sparsity import erk_pruned_counts
 
 
 class RigL(MaskedTraining):

@@ -15,8 +15,14 @@ import re
 import torch
 from torch import nn
 
-from ..pruning import block_masks, count_masks, magnitude_masks, n_m_masks, pruned_count
-from ..selection import Selection
+from sparse_transfer.pruning import (
+    block_masks,
+    count_masks,
+    magnitude_masks,
+    n_m_masks,
+    pruned_count,
+)
+from sparse_transfer.selection import Selection
 
 DISTRIBUTIONS = ("global", "uniform", "erk", "2:4", "block4")
 

@@ -1,10 +1,9 @@
-"""Entry point: `accelerate launch -m sparse_transfer.vision.train --recipe R.yaml [k=v ...]`
-(or plain `python -m ...`). Accelerate handles devices, data parallelism and mixed
-precision; masks are enforced by hooks on the unwrapped model, so every process and
-precision sees the same exact zeros.
+"""A vision training run with AC/DC(++), GMP, RigL or dense training (the end-to-end
+pruning pipeline is `sparse_transfer.vision.pipeline`): masks are enforced by hooks on the
+unwrapped model, so every process and precision sees the same exact zeros.
 
 Each epoch writes `checkpoint.pt` (model, optimizer, LR position, masks and phase,
-RNG state, history); `--resume` continues from it, mid-phase included. The run keeps
+RNG state, history); `resume=True` continues from it, mid-phase included. The run keeps
 `best_dense.pt` (the best model of a dense epoch; AC/DC co-trains it) and the final
 model `final.pt`, plus `log.jsonl`, `phases.json`, `recipe.yaml` and PNG plots.
 """
@@ -13,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import yaml
@@ -24,67 +20,75 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
-from tqdm.auto import tqdm
 
-from ..distributed import process_group_released
-from . import analysis
-from .acdc import ACDC
-from .data import build_datasets
-from .gmp import GMP
-from .masked_training import MaskedTraining
-from .models import build_model
-from .recipe import Recipe, load_recipe
-from .rigl import RigL
-from .schedule import acdc_phases, as_json, describe, phase_at
-from .sparsity import prunable_weights
-from .training_schedules import resolution_at, warmup_linear_decay
+from sparse_transfer.schedules import warmup_linear_decay
+from sparse_transfer.utils.errors import exit_status
+from sparse_transfer.utils.typed_config import RecipeError
+from sparse_transfer.vision import analysis
+from sparse_transfer.vision.acdc import ACDC
+from sparse_transfer.vision.data import build_datasets
+from sparse_transfer.vision.gmp import GMP
+from sparse_transfer.vision.loop import (
+    TrainResult,
+    evaluate,
+    parameter_groups,
+    train_epoch,
+)
+from sparse_transfer.vision.masked_training import MaskedTraining
+from sparse_transfer.vision.models import build_model
+from sparse_transfer.vision.pipeline.run import train_pipeline
+from sparse_transfer.vision.recipe import VisionRecipe, load_recipe
+from sparse_transfer.vision.rigl import RigL
+from sparse_transfer.vision.schedules import (
+    acdc_phases,
+    as_json,
+    describe,
+    phase_at,
+    resolution_at,
+)
+from sparse_transfer.vision.sparsity import prunable_weights
 
 
-@dataclass
-class TrainResult:
-    model: nn.Module  # the final (sparse, unless dense) model
-    best_dense_path: Path | None
-    history: list[dict]
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only: BatchNorm parameters and biases are 1-D."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def build_method(recipe: Recipe, model, optimizer, dense_gradients) -> MaskedTraining | None:
+def _acdc(recipe: VisionRecipe, model, optimizer, weights, dense_gradients) -> ACDC:
     c = recipe.sparsity
-    if c.method == "dense":
+    return ACDC(model, optimizer, weights, phases_of(recipe), c.target, c.distribution,
+                c.decompression_sparsity, c.reset_momentum, c.ramp_from)
+
+
+def _gmp(recipe: VisionRecipe, model, optimizer, weights, dense_gradients) -> GMP:
+    c = recipe.sparsity
+    return GMP(model, optimizer, weights, recipe.total_epochs, c.target, c.distribution, c.prune_every,
+               c.fixed_fraction)
+
+
+def _rigl(recipe: VisionRecipe, model, optimizer, weights, dense_gradients) -> RigL:
+    c = recipe.sparsity
+    return RigL(model, optimizer, weights, recipe.total_epochs, c.target, dense_gradients, c.distribution,
+                c.alpha, c.update_every, c.fixed_fraction, recipe.seed)
+
+
+# The registry of sparse-training methods (`sparsity.method`): each builds its MaskedTraining
+# from the recipe; "dense" trains without masks, "pipeline" runs vision.pipeline instead.
+METHODS = {"acdc": _acdc, "gmp": _gmp, "rigl": _rigl}
+
+
+def build_method(recipe: VisionRecipe, model, optimizer, dense_gradients) -> MaskedTraining | None:
+    method = recipe.sparsity.method
+    if method == "dense":
         return None
-    weights = prunable_weights(model, c.first_last_dense)
-    epochs = recipe.total_epochs
-    if c.method == "acdc":
-        phases = phases_of(recipe)
-        return ACDC(
-            model, optimizer, weights, phases, c.target, c.distribution,
-            c.decompression_sparsity, c.reset_momentum, c.ramp_from,
-        )
-    if c.method == "gmp":
-        return GMP(model, optimizer, weights, epochs, c.target, c.distribution, c.prune_every, c.fixed_fraction)
-    if c.method == "rigl":
-        return RigL(
-            model, optimizer, weights, epochs, c.target, dense_gradients, c.distribution,
-            c.alpha, c.update_every, c.fixed_fraction, recipe.seed,
-        )
-    raise ValueError(f"unknown sparsity method {c.method!r}; use dense, acdc, gmp or rigl")
+    if method not in METHODS:
+        raise RecipeError(f"unknown sparsity.method {method!r}; use dense, pipeline or one of {', '.join(METHODS)}")
+    weights = prunable_weights(model, recipe.sparsity.first_last_dense)
+    return METHODS[method](recipe, model, optimizer, weights, dense_gradients)
 
 
-def phases_of(recipe: Recipe):
+def phases_of(recipe: VisionRecipe):
     c = recipe.sparsity
     return acdc_phases(recipe.epochs, c.warmup_fraction, c.phase_length, c.final_dense, c.final_sparse, recipe.scale)
 
 
-def train(recipe: Recipe, resume: bool = False) -> TrainResult:
+def train(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
     if recipe.sparsity.method == "pipeline":  # three stages, each with its own optimizer (pipeline.py)
-        from .pipeline import train_pipeline  # imported here: pipeline.py imports this module
-
         return train_pipeline(recipe, resume)
     accelerator = Accelerator(
         mixed_precision=recipe.mixed_precision,
@@ -192,40 +196,6 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     return TrainResult(bare, best_path if best_path.exists() else None, progress["history"])
 
 
-def train_epoch(model, loader, optimizer, scheduler, loss_fn, accelerator, size: int, epoch: int) -> torch.Tensor:
-    """One pass over the training data (resized to `size` when progressive resizing is
-    on); returns the summed loss of this process."""
-    model.train()
-    loss_sum = torch.zeros((), device=accelerator.device)
-    bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not accelerator.is_local_main_process)
-    for images, labels in bar:
-        if size:
-            images = nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-        with accelerator.autocast():
-            loss = loss_fn(model(images), labels)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum += loss.detach()
-    return loss_sum
-
-
-@torch.no_grad()
-def evaluate(model, loader, accelerator) -> tuple[float, float]:
-    """Validation top-1 and mean prediction entropy over every process's samples."""
-    model.eval()
-    correct, entropies = [], []
-    for images, labels in loader:
-        with accelerator.autocast():
-            logits = model(images)
-        per_sample = (analysis.top1_correct(logits, labels), analysis.prediction_entropies(logits))
-        c, e = accelerator.gather_for_metrics(per_sample)
-        correct.append(c)
-        entropies.append(e)
-    return torch.cat(correct).float().mean().item(), torch.cat(entropies).mean().item()
-
-
 def epoch_record(epoch, model, method, example, recipe, phases) -> dict:
     weights = prunable_weights(model, recipe.sparsity.first_last_dense)
     global_sparsity, per_layer = analysis.sparsity(weights)
@@ -247,21 +217,12 @@ def epoch_record(epoch, model, method, example, recipe, phases) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> TrainResult:
-    parser = argparse.ArgumentParser(
-        prog="python -m sparse_transfer.vision.train", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--recipe", required=True, help="YAML recipe, e.g. recipes/vision/fashion_mnist_acdc.yaml")
+def main(argv: list[str] | None = None) -> int:
+    """`sparse-transfer vision --recipe NAME_OR_YAML [--resume] [key=value ...]`."""
+    parser = argparse.ArgumentParser(prog="sparse-transfer vision", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", required=True, help="a shipped vision recipe's name (fashion_mnist_acdc, "
+                        "resnet50_imagenet_acdc_5x, ...) or a YAML file")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoint.pt")
     parser.add_argument("overrides", nargs="*", help="key=value, dotted for sections: sparsity.target=0.95")
     args = parser.parse_args(argv)
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    with process_group_released():
-        return train(recipe, resume=args.resume)
-
-
-if __name__ == "__main__":
-    main()
+    return exit_status(parser.prog, lambda: train(load_recipe(args.recipe, args.overrides), resume=args.resume))

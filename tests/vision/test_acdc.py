@@ -1,7 +1,7 @@
 import torch
 
 from sparse_transfer.vision.acdc import ACDC
-from sparse_transfer.vision.schedule import DENSE, SPARSE, Phase
+from sparse_transfer.vision.schedules import DENSE, SPARSE, Phase
 from sparse_transfer.vision.sparsity import prunable_weights
 
 PHASES = [Phase(DENSE, 0, 0), Phase(SPARSE, 1, 2), Phase(DENSE, 3, 3), Phase(SPARSE, 4, 5)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparse_transfer.vision.learnable_masks import LearnableMasks
+from sparse_transfer.vision.pipeline.learnable_masks import LearnableMasks
 
 
 def _linear(weight):

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from sparse_transfer.vision.learnable_masks import LearnableMasks
-from sparse_transfer.vision.pipeline import collapse_hint, collapse_reason, prune
-from sparse_transfer.vision.recipe import Recipe
+from sparse_transfer.vision.pipeline.learnable_masks import LearnableMasks
+from sparse_transfer.vision.pipeline.run import collapse_hint, collapse_reason, prune
 from sparse_transfer.vision.plain_models import mlp
+from sparse_transfer.vision.recipe import VisionRecipe
 
 NAMES = ["1.weight", "3.weight", "5.weight"]
 
@@ -56,7 +56,7 @@ def test_collapse_is_a_non_finite_loss_or_chance_accuracy():
 
 
 def test_collapse_hint_names_only_the_switches_that_are_on():
-    recipe = Recipe()
+    recipe = VisionRecipe()
     recipe.pipeline.zero_init = False
     assert collapse_hint(recipe, "pre-pruning") == "; try pipeline.learned_mask=false or a lower optim.lr"
     assert collapse_hint(recipe, "post-pruning") == "; try a lower optim.lr or sparsity.target"

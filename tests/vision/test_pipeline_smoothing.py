@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from sparse_transfer.vision.smoothing import SoftReLU, Smoothing, match_channels, skip_eligible
+from sparse_transfer.vision.pipeline.smoothing import (
+    Smoothing,
+    SoftReLU,
+    match_channels,
+    skip_eligible,
+)
 
 LAYERS = ["0.weight", "2.weight", "4.weight"]
 

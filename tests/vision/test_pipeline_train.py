@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from sparse_transfer.utils.typed_config import RECIPE_DIR
 from sparse_transfer.vision.analysis import read_json_lines
 from sparse_transfer.vision.data import FASHION_MNIST_DIR
 from sparse_transfer.vision.plain_models import mlp
 from sparse_transfer.vision.recipe import RecipeError, load_recipe
-from sparse_transfer.vision.train import main
+from sparse_transfer.vision.train import main, train
 
-RECIPES = Path(__file__).parents[2] / "recipes" / "vision"
+RECIPES = RECIPE_DIR / "vision"
 SMALL = ["epochs=4", "pipeline.pre_pruning_epochs=2", "data.train_subset=512", "data.val_subset=512",
          "data.batch_size=64", "sparsity.target=0.9"]  # fmt: skip
 needs_data = pytest.mark.skipif(
@@ -21,8 +22,7 @@ needs_data = pytest.mark.skipif(
 
 
 def _run(tmp_path, *overrides):
-    recipe = RECIPES / "fashion_mnist_pipeline_mlp.yaml"
-    return main(["--recipe", str(recipe), *SMALL, f"output_dir={tmp_path}", *overrides])
+    return train(load_recipe("fashion_mnist_pipeline_mlp", [*SMALL, f"output_dir={tmp_path}", *overrides]))
 
 
 @needs_data
@@ -62,8 +62,8 @@ def test_diverging_stage_one_is_reported_as_a_collapse(tmp_path, capsys):
         "or a lower optim.lr" in printed
 
 
-def test_a_run_without_post_pruning_epochs_is_refused_with_the_fix():
+def test_a_run_without_post_pruning_epochs_is_refused_with_the_fix(capsys):
     with pytest.raises(RecipeError, match=r"pre_pruning_epochs=20 leaves no post-pruning epoch.*between 0 and 19$"):
         load_recipe(RECIPES / "fashion_mnist_pipeline_mlp.yaml", ["pipeline.pre_pruning_epochs=20"])
-    with pytest.raises(SystemExit, match=r"^error: unknown pipeline.estimator 'gumbel'; use one of"):
-        main(["--recipe", str(RECIPES / "fashion_mnist_pipeline_mlp.yaml"), "pipeline.estimator=gumbel"])
+    assert main(["--recipe", "fashion_mnist_pipeline_mlp", "pipeline.estimator=gumbel"]) == 2
+    assert capsys.readouterr().err.startswith("sparse-transfer vision: error: unknown pipeline.estimator 'gumbel'; use one of")

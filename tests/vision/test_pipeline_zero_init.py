@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from sparse_transfer.vision.pipeline.zero_init import zero_init_, zero_matrix
 from sparse_transfer.vision.plain_models import mlp
-from sparse_transfer.vision.zero_init import zero_init_, zero_matrix
 
 
 def test_square_layer_is_the_identity():

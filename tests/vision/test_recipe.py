@@ -1,11 +1,11 @@
-from pathlib import Path
 
 import pytest
 
+from sparse_transfer.utils.typed_config import RECIPE_DIR
 from sparse_transfer.vision.recipe import RecipeError, load_recipe
 from sparse_transfer.vision.train import phases_of
 
-RECIPES = sorted((Path(__file__).parents[2] / "recipes" / "vision").glob("*.yaml"))
+RECIPES = sorted((RECIPE_DIR / "vision").glob("*.yaml"))
 
 
 def test_every_shipped_recipe_loads():

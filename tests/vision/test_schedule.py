@@ -1,6 +1,13 @@
 import pytest
 
-from sparse_transfer.vision.schedule import DENSE, SPARSE, Phase, acdc_phases, describe, phase_at
+from sparse_transfer.vision.schedules import (
+    DENSE,
+    SPARSE,
+    Phase,
+    acdc_phases,
+    describe,
+    phase_at,
+)
 
 
 def _check_contiguous(phases, total):

@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from sparse_transfer.vision.sparsity import erk_pruned_counts, prunable_weights, target_masks
+from sparse_transfer.vision.sparsity import (
+    erk_pruned_counts,
+    prunable_weights,
+    target_masks,
+)
 
 
 def _pruned(masks):

