@@ -1,14 +1,31 @@
 """Mask calculation: magnitude top-k with an exact count and deterministic ties.
 
 `k = round(sparsity * n)` weights are pruned, exactly; among equal magnitudes the
-lower flat index (in model order) is pruned first, so a mask is reproducible.
+lower flat index (in model order) is pruned first, so a mask is reproducible. With a block
+pattern (`1x4`: 4 consecutive input features, the unit of integer dot-product instructions),
+blocks are kept or pruned whole, ranked by their L2 norm, and exactly round(sparsity * blocks) go.
 """
 
 from __future__ import annotations
 
 import torch
 
+from sparse_transfer.utils.errors import ConfigurationError
+
 SCOPES = ("global", "per-layer")
+
+
+def parse_block(pattern: str | int | None) -> int:
+    """A block pattern as the number of consecutive input features pruned together: `1x4` -> 4;
+    None, `1x1`, `unstructured` or 1 -> 1."""
+    if pattern in (None, 1, "1x1", "unstructured"):
+        return 1
+    if isinstance(pattern, int) and pattern > 1:
+        return pattern
+    rows, _, columns = str(pattern).partition("x")
+    if rows != "1" or not columns.isdigit() or int(columns) < 1:
+        raise ConfigurationError(f"block pattern {pattern!r} is not 1xN (N consecutive input features, e.g. 1x4)")
+    return int(columns)
 
 
 def pruned_count(numel: int, sparsity: float) -> int:
@@ -27,12 +44,14 @@ def _keep_mask(scores: torch.Tensor, num_pruned: int) -> torch.Tensor:
 
 @torch.no_grad()
 def magnitude_masks(
-    weights: dict[str, torch.Tensor], sparsity: float, scope: str = "global"
+    weights: dict[str, torch.Tensor], sparsity: float, scope: str = "global", block: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Masks (True = kept) pruning the smallest-magnitude weights.
+    """Masks (True = kept) pruning the smallest-magnitude weights (or 1 x `block` blocks).
 
     scope="global": one threshold over all weights together;
     scope="per-layer": every weight pruned to `sparsity` on its own (uniform)."""
+    if block > 1:
+        return block_masks(weights, sparsity, block, scope)
     return score_masks({name: w.detach().abs() for name, w in weights.items()}, sparsity, scope)
 
 
@@ -65,14 +84,31 @@ def count_masks(scores: dict[str, torch.Tensor], pruned: dict[str, int]) -> dict
     return {name: _keep_mask(s.flatten().float(), pruned[name]).view_as(s) for name, s in scores.items()}
 
 
-def _group_along_inputs(weight: torch.Tensor, group: int) -> torch.Tensor:
+def _group_along_inputs(weight: torch.Tensor, group: int, name: str = "a") -> torch.Tensor:
     """View a Linear [out, in] or Conv [out, in, kh, kw] weight as rows of `group`
     consecutive input channels: the layout sparse tensor cores (2:4) and block
     kernels use, since a dot product runs along the input channels."""
     w = weight if weight.dim() == 2 else weight.movedim(1, -1)  # [out, kh, kw, in]
     if w.shape[-1] % group:
-        raise ValueError(f"input channels {w.shape[-1]} of a {tuple(weight.shape)} weight are not divisible by {group}")
+        raise ConfigurationError(f"the {w.shape[-1]} input channels of {name} {tuple(weight.shape)} weight are not divisible "
+                         f"by the block of {group}; use a block that divides them, or unstructured pruning")
     return w.reshape(-1, group)
+
+
+def block_scores(scores: dict[str, torch.Tensor], block: int) -> dict[str, torch.Tensor]:
+    """Per-weight scores (>= 0; -inf where already pruned) -> one score per 1 x `block` block: the
+    L2 norm of its scores, -inf where the whole block is pruned."""
+    grouped = {}
+    for name, score in scores.items():
+        groups = _group_along_inputs(score.float(), block, name)
+        pruned = torch.isneginf(groups).all(dim=1)
+        grouped[name] = groups.nan_to_num(neginf=0.0).norm(dim=1).masked_fill(pruned, float("-inf"))
+    return grouped
+
+
+def expand_blocks(block_masks_: dict[str, torch.Tensor], like: dict[str, torch.Tensor], block: int):
+    """Masks over blocks -> masks over the weights in `like`."""
+    return {name: _ungroup(block_masks_[name][:, None].expand(-1, block), w) for name, w in like.items()}
 
 
 def _ungroup(mask_groups: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -102,6 +138,5 @@ def block_masks(
 ) -> dict[str, torch.Tensor]:
     """Block masks: blocks of `block` consecutive input channels are kept or pruned
     together, ranked by their L2 norm; exactly round(sparsity * blocks) blocks go."""
-    block_scores = {name: _group_along_inputs(w.detach().float(), block).norm(dim=1) for name, w in weights.items()}
-    kept_blocks = score_masks(block_scores, sparsity, scope)
-    return {name: _ungroup(kept_blocks[name][:, None].expand(-1, block), w) for name, w in weights.items()}
+    scores = block_scores({name: w.detach().abs() for name, w in weights.items()}, block)
+    return expand_blocks(score_masks(scores, sparsity, scope), weights, block)

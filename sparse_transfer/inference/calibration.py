@@ -51,8 +51,16 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def available_kernels(shape: tuple[int, int]) -> list[str]:
-    return [name for name, kernel in KERNELS.items() if kernel.supports(shape) and kernel.unavailable_reason() is None]
+QUANTIZE = (None, "int8")
+
+
+def available_kernels(shape: tuple[int, int], quantize: str | None = None, sparse: bool = True) -> list[str]:
+    """The kernels this machine can run on a weight of `shape`: the FP32 ones, plus the INT8 ones for
+    an INT8 export; `sparse=False` keeps the dense INT8 kernel only (a layer below min_sparsity)."""
+    return [name for name, kernel in KERNELS.items()
+            if kernel.supports(shape) and kernel.unavailable_reason() is None
+            and (not kernel.quantized or quantize == "int8")
+            and (sparse or (kernel.quantized and name == "dense_int8"))]
 
 
 @torch.no_grad()
@@ -89,12 +97,17 @@ def _group_key(entry: dict) -> tuple[int, int, float]:
 
 
 def plan_layers(model: nn.Module, token_counts: list[int], min_sparsity: float = 0.5, repeats: int = 5,
-                threads: int | None = None, force_kernel: str | None = None) -> list[dict]:
+                threads: int | None = None, force_kernel: str | None = None, quantize: str | None = None) -> list[dict]:
     """One entry per Linear layer: name, shape, sparsity, `kernels` ({tokens: kernel}) and why;
     calibrated layers also carry the times of every kernel (`times_ms`). Token counts are string
-    keys, as in the JSON plan."""
+    keys, as in the JSON plan. With `quantize="int8"` the INT8 kernels are candidates too (layers
+    below `min_sparsity` choose between dense FP32 and dense INT8)."""
+    if quantize not in QUANTIZE:
+        raise ConfigurationError(f"unknown quantize value {quantize!r}; use int8 (or leave it unset for FP32)")
+    if force_kernel in KERNELS and KERNELS[force_kernel].quantized and quantize != "int8":
+        raise ConfigurationError(f"kernel {force_kernel} is INT8: add --quantize int8")
     layers = sparse_layers(model)
-    if not any(entry["sparsity"] >= min_sparsity for entry in layers.values()):
+    if quantize is None and not any(entry["sparsity"] >= min_sparsity for entry in layers.values()):
         sparsest = max((entry["sparsity"] for entry in layers.values()), default=0.0)
         raise ConfigurationError(
             f"no Linear weight has at least {min_sparsity:.0%} zeros (the sparsest has {sparsest:.1%}): nothing to "
@@ -103,18 +116,22 @@ def plan_layers(model: nn.Module, token_counts: list[int], min_sparsity: float =
     for weight_name, entry in layers.items():
         name = weight_name.removesuffix(".weight")
         layer = {"name": name, "shape": entry["shape"], "sparsity": round(entry["sparsity"], 4)}
-        if entry["sparsity"] < min_sparsity:
+        sparse = entry["sparsity"] >= min_sparsity
+        if not sparse and quantize is None:
             layer.update(kernels={str(tokens): DENSE for tokens in token_counts},
                          reason=f"below min_sparsity {min_sparsity}")
         elif force_kernel is not None:
-            _check_forced(force_kernel, tuple(entry["shape"]))
-            layer.update(kernels={str(tokens): force_kernel for tokens in token_counts}, reason="forced")
+            kernel = force_kernel if sparse else DENSE
+            _check_forced(kernel, tuple(entry["shape"]))
+            layer.update(kernels={str(tokens): kernel for tokens in token_counts},
+                         reason="forced" if sparse else f"below min_sparsity {min_sparsity}")
         else:
-            groups.setdefault(_group_key(entry), []).append(layer)
+            groups.setdefault((*_group_key(entry), sparse), []).append(layer)
         plan.append(layer)
     with torch_threads(threads):
-        for members in groups.values():
-            _calibrate_group(model, members, token_counts, repeats)
+        for (*_, sparse), members in groups.items():
+            kernels = available_kernels(tuple(members[0]["shape"]), quantize, sparse)
+            _calibrate_group(model, members, token_counts, repeats, kernels)
     return plan
 
 
@@ -131,12 +148,12 @@ def _check_forced(kernel: str, shape: tuple[int, int]) -> None:
                                  f"{KERNELS[kernel].block_size}; a layer has shape {list(shape)}")
 
 
-def _calibrate_group(model: nn.Module, members: list[dict], token_counts: list[int], repeats: int) -> None:
+def _calibrate_group(model: nn.Module, members: list[dict], token_counts: list[int], repeats: int,
+                     candidates: list[str]) -> None:
     median = statistics.median_low(layer["sparsity"] for layer in members)
     representative = next(layer for layer in members if layer["sparsity"] == median)
     linear = model.get_submodule(representative["name"])
-    shape = tuple(representative["shape"])
-    timings = time_kernels(linear.weight, linear.bias, token_counts, repeats, available_kernels(shape))
+    timings = time_kernels(linear.weight, linear.bias, token_counts, repeats, candidates)
     kernels = {str(tokens): min(timing["ms"], key=timing["ms"].get) for tokens, timing in timings.items()}
     reason = "calibrated" if any(kernel != DENSE for kernel in kernels.values()) else "dense was fastest"
     for layer in members:

@@ -19,10 +19,12 @@ import platform
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sparse_transfer.encoders import copy_tokenizer, load_pretrained
-from sparse_transfer.inference.calibration import plan_layers, torch_threads
+from sparse_transfer.inference.calibration import QUANTIZE, plan_layers, torch_threads
+from sparse_transfer.inference.native import load_native
 from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SparseLinear
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.utils.io import (
@@ -35,12 +37,17 @@ PROG = "sparse-transfer export"
 PLAN_FILE = "sparse_inference.json"
 TABLE_FILE = "sparse_inference.md"
 FORMAT = "sparse_transfer.sparse_inference/1"
+MIN_INT8_COSINE = 0.95  # of every output row against the FP32 model's, on the verification inputs
 
 
 def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] = (1, 32), seq_length: int = 128,
                          threads: int | None = None, min_sparsity: float = 0.5, repeats: int = 5,
-                         force_kernel: str | None = None) -> dict:
-    """Calibrate, verify and save; returns the report written to `output`/sparse_inference.json."""
+                         force_kernel: str | None = None, quantize: str | None = None) -> dict:
+    """Calibrate, verify and save; returns the report written to `output`/sparse_inference.json.
+    `quantize="int8"` adds the INT8 kernels (dynamic per-token activations, per-channel weights) to
+    every layer's candidates; the verification then measures how far the outputs move."""
+    if quantize not in QUANTIZE:
+        raise ConfigurationError(f"unknown quantize value {quantize!r}; use int8 (or leave it unset for FP32)")
     if not batch_sizes or min(batch_sizes) < 1 or seq_length < 1:
         raise ConfigurationError(
             f"batch sizes and sequence length must be positive, got {batch_sizes} and {seq_length}")
@@ -51,7 +58,7 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
     loaded = _load_model(model)
     token_counts = sorted({batch * seq_length for batch in batch_sizes})  # JSON keys below are str(tokens)
     threads = threads or torch.get_num_threads()
-    layers = plan_layers(loaded, token_counts, min_sparsity, repeats, threads, force_kernel)
+    layers = plan_layers(loaded, token_counts, min_sparsity, repeats, threads, force_kernel, quantize)
     loaded.save_pretrained(output)  # before swapping: the plain dense-format checkpoint
     copy_tokenizer(model, output)
     report = {
@@ -60,14 +67,14 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
         "calibration": {
             "batch_sizes": list(batch_sizes), "seq_length": seq_length, "token_counts": token_counts,
             "threads": threads, "repeats": repeats, "min_sparsity": min_sparsity, "force_kernel": force_kernel,
-            **machine_description(),
+            "quantize": quantize, **machine_description(),
         },
         "summary": _summary(layers, token_counts),
         "layers": layers,
     }
     apply_plan(loaded, report)
     with torch_threads(threads):
-        report["verification"] = _verify(model, loaded, batch_sizes, seq_length)
+        report["verification"] = _verify(model, loaded, batch_sizes, seq_length, quantized=quantize is not None)
     write_json_atomic(os.path.join(output, PLAN_FILE), report)
     write_text_atomic(os.path.join(output, TABLE_FILE), markdown_report(report))
     return report
@@ -82,8 +89,21 @@ def load_for_inference(directory: str, **kwargs) -> nn.Module:
     with open(plan_path) as f:
         report = json.load(f)
     model = _load_model(directory, **kwargs)
+    _warn_if_other_instructions(report)
     apply_plan(model, report)
     return model.eval().requires_grad_(False)
+
+
+def _warn_if_other_instructions(report: dict) -> None:
+    """The kernels give the same results on any CPU; a plan timed with VNNI is slower without it."""
+    planned = report["calibration"].get("int8_dot_product")
+    kernels = {kernel for layer in report["layers"] for kernel in layer["kernels"].values()}
+    library = load_native()
+    here = library.has_vnni if not isinstance(library, str) else None
+    if "sparse_int8" in kernels and planned and here is False:
+        warnings.warn("this plan was calibrated on a CPU with VNNI (integer dot products); this one has none: "
+                      "sparse_int8 layers run their portable path (the same results, slower); export again here",
+                      stacklevel=3)
 
 
 def apply_plan(model: nn.Module, report: dict) -> None:
@@ -133,9 +153,11 @@ def _load_model(name_or_path: str, **kwargs) -> nn.Module:
 
 def machine_description() -> dict:
     """What the timings depend on; the load average shows whether the machine was busy."""
+    library = load_native()
     return {
         "torch": torch.__version__,
         "cpu": _cpu_model(),
+        "int8_dot_product": library.has_vnni if not isinstance(library, str) else None,  # AVX-512 VNNI
         "cpu_count": os.cpu_count(),
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -172,22 +194,38 @@ def _summary(layers: list[dict], token_counts: list[int]) -> dict:
 
 
 @torch.no_grad()
-def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int) -> dict:
-    """Outputs of the exported model against the same checkpoint on dense kernels, on random
-    token ids at each batch size; a mismatch is a bug, not a user error."""
+def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, quantized: bool = False) -> dict:
+    """Outputs of the exported model against the same checkpoint on dense FP32 kernels, on random
+    token ids at each batch size. FP32 kernels must match to float rounding (a mismatch is a bug);
+    INT8 ones move the outputs: the check records how far (relative error, cosine, same argmax)
+    and refuses an export whose outputs no longer follow the model's."""
     dense = load_pretrained(model_path).eval()
     config = dense.config
     length = min(seq_length, getattr(config, "max_position_embeddings", seq_length))
     generator = torch.Generator().manual_seed(0)
-    max_abs_diff = 0.0
+    max_abs_diff, relative, cosine, same_argmax, rows = 0.0, 0.0, 1.0, 0, 0
     for batch in batch_sizes:
         input_ids = torch.randint(0, config.vocab_size, (batch, length), generator=generator)
         expected, actual = dense(input_ids=input_ids)[0], exported(input_ids=input_ids)[0]
-        if not torch.allclose(actual, expected, rtol=1e-3, atol=1e-3):
-            raise RuntimeError(f"exported outputs differ from dense by {(actual - expected).abs().max():.3g} "
-                               f"at batch {batch}; please report this")
         max_abs_diff = max(max_abs_diff, (actual - expected).abs().max().item())
-    return {"batch_sizes": list(batch_sizes), "seq_length": length, "max_abs_diff": max_abs_diff}
+        if not quantized:
+            if not torch.allclose(actual, expected, rtol=1e-3, atol=1e-3):
+                raise RuntimeError(f"exported outputs differ from dense by {(actual - expected).abs().max():.3g} "
+                                   f"at batch {batch}; please report this")
+            continue
+        relative = max(relative, ((actual - expected).norm() / expected.norm()).item())
+        flat_actual, flat_expected = actual.reshape(-1, actual.shape[-1]), expected.reshape(-1, expected.shape[-1])
+        cosine = min(cosine, F.cosine_similarity(flat_actual, flat_expected, dim=-1).min().item())
+        same_argmax += int((flat_actual.argmax(-1) == flat_expected.argmax(-1)).sum())
+        rows += flat_actual.shape[0]
+    result = {"batch_sizes": list(batch_sizes), "seq_length": length, "max_abs_diff": max_abs_diff}
+    if quantized:
+        result.update(max_relative_error=round(relative, 5), min_cosine=round(cosine, 5),
+                      same_argmax=round(same_argmax / rows, 5))
+        if cosine < MIN_INT8_COSINE:
+            raise ConfigurationError(f"INT8 outputs drift from the FP32 model's (cosine {cosine:.3f} < "
+                                     f"{MIN_INT8_COSINE}); export without --quantize for this model")
+    return result
 
 
 def markdown_report(report: dict) -> str:
@@ -234,16 +272,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per kernel and input size")
     parser.add_argument("--force_kernel", choices=KERNEL_NAMES, default=None,
                         help="skip calibration: this kernel for every layer above min_sparsity")
+    parser.add_argument("--quantize", default=None, help="int8: INT8 kernels (per-channel weights, per-token "
+                        "dynamic activations) join the candidates; the export records how far outputs move")
     args = parser.parse_args(argv)
 
     def run() -> None:
         report = export_for_inference(args.model, args.output, args.batch_sizes, args.seq_length, args.threads,
-                                      args.min_sparsity, args.repeats, args.force_kernel)
+                                      args.min_sparsity, args.repeats, args.force_kernel, args.quantize)
         for tokens, entry in report["summary"].items():
             kernels = ", ".join(f"{kernel} x{count}" for kernel, count in entry["layers_per_kernel"].items())
             speedup = f", Linear layers {entry['calibrated_speedup']}x" if "calibrated_speedup" in entry else ""
             print(f"{tokens} tokens: {kernels}{speedup}")
-        print(f"-> {args.output} (load with sparse_transfer.inference.export.load_for_inference)")
+        check = report["verification"]
+        if "min_cosine" in check:
+            print(f"INT8 against FP32 outputs: relative error {check['max_relative_error']}, cosine >= "
+                  f"{check['min_cosine']}, same argmax {check['same_argmax']:.1%}")
+        print(f"-> {args.output} (load with sparse_transfer.load_for_inference)")
 
     return exit_status(PROG, run)
 

@@ -1,10 +1,14 @@
-"""Sparse matmul kernels for `y = x @ W^T + b` on CPU, and `SparseLinear`, the nn.Linear that
-runs one of them.
+"""Matmul kernels for `y = x @ W^T + b` on CPU, and `SparseLinear`, the nn.Linear that runs one
+of them.
 
-Every kernel takes x as (tokens, in_features) and returns (tokens, out_features). The torch and
-SciPy kernels compute (W_sparse @ x^T)^T: sparse-times-dense is the product their libraries
-implement well. Which kernel is fastest depends on the shape, the sparsity, the number of tokens
-and the CPU, so none is assumed: calibration measures them (see calibration.py).
+Every kernel takes x as (tokens, in_features) float32 and returns (tokens, out_features). FP32
+kernels give the dense result up to float rounding: torch CSR / BSR and SciPy CSR compute
+(W_sparse @ x^T)^T, the product their libraries implement well, and `tiled_csr` is the toolkit's
+own. INT8 kernels (`quantized`) quantize the weight per output channel (symmetric) and the input
+per token (dynamic): `dense_int8` is PyTorch's dynamic quantized linear (FBGEMM / oneDNN),
+`sparse_int8` the toolkit's 1x4-block kernel (VNNI where the CPU has it). Which kernel is fastest
+depends on the shape, the sparsity, the number of tokens and the CPU, so none is assumed:
+calibration measures them (see calibration.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
-from sparse_transfer.inference.native import load_tiled_csr
+from sparse_transfer.inference.native import load_native
 
 DENSE = "dense"
 BSR_BLOCK_SIZES = (4, 8, 16)
@@ -31,6 +35,7 @@ class Kernel:
     apply: Callable[[object, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (format, x, bias) -> y
     block_size: int = 1  # both weight dimensions must be multiples of it
     unavailable_reason: Callable[[], str | None] = lambda: None  # why this machine cannot run it
+    quantized: bool = False  # INT8: a candidate only for an INT8 export
 
     def supports(self, shape: tuple[int, int]) -> bool:
         return all(size % self.block_size == 0 for size in shape)
@@ -54,8 +59,8 @@ def _scipy_apply(weight: scipy.sparse.csr_matrix, x: torch.Tensor, bias: torch.T
     return y if bias is None else y.add_(bias)
 
 
-def _tiled_csr_unavailable() -> str | None:
-    library = load_tiled_csr()
+def _native_unavailable() -> str | None:
+    library = load_native()
     return library if isinstance(library, str) else None
 
 
@@ -66,7 +71,64 @@ def _tiled_csr_prepare(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 def _tiled_csr_apply(prepared, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     indptr, columns, values = prepared
-    return load_tiled_csr().linear(indptr, columns, values, bias, x, out_features=indptr.numel() - 1)
+    return load_native().tiled_csr(indptr, columns, values, bias, x, out_features=indptr.numel() - 1)
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output channel symmetric INT8: (w_q int8, scales float32), w ~ scales[:, None] * w_q.
+    Zeros stay exactly zero."""
+    scales = weight.abs().amax(dim=1) / 127.0
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales)).float()
+    return torch.round(weight / scales[:, None]).clamp_(-127, 127).to(torch.int8), scales
+
+
+@dataclass(frozen=True)
+class Int8BlockWeight:
+    """An INT8 weight as `sparse_int8` reads it: per row, the 1x4 blocks (4 consecutive input
+    features) that hold a non-zero, each as one int32 of its 4 bytes, with its block column."""
+
+    indptr: torch.Tensor  # (out + 1,) int32
+    columns: torch.Tensor  # (blocks,) int32: input feature // 4
+    values: torch.Tensor  # (blocks,) int32: 4 int8 weights, the lowest byte first
+    row_sums: torch.Tensor  # (out,) int32: sum of each row's int8 weights (for the input's zero point)
+    scales: torch.Tensor  # (out,) float32
+
+    @classmethod
+    def of(cls, weight: torch.Tensor) -> "Int8BlockWeight":
+        w_q, scales = quantize_weight(weight.float())
+        out_features, in_features = w_q.shape
+        padded = torch.zeros(out_features, -(-in_features // 4) * 4, dtype=torch.int8)
+        padded[:, :in_features] = w_q
+        blocks = padded.view(out_features, -1, 4)
+        kept = blocks.ne(0).any(dim=2)
+        rows, columns = kept.nonzero(as_tuple=True)  # row-major: each row's blocks in column order
+        values = blocks[rows, columns].contiguous().view(torch.int32).reshape(-1)  # little-endian bytes
+        indptr = torch.zeros(out_features + 1, dtype=torch.int32)
+        indptr[1:] = torch.cumsum(kept.sum(dim=1), 0)
+        return cls(indptr, columns.to(torch.int32).contiguous(), values.contiguous(),
+                   w_q.sum(dim=1, dtype=torch.int32), scales.contiguous())
+
+
+def _sparse_int8_apply(weight: Int8BlockWeight, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return load_native().sparse_int8(weight, bias, x)
+
+
+def _dense_int8_prepare(weight: torch.Tensor):
+    w_q, scales = quantize_weight(weight.float())
+    with warnings.catch_warnings():  # quantized tensors are deprecated; linear_dynamic still takes them
+        warnings.simplefilter("ignore", UserWarning)
+        q_weight = torch._make_per_channel_quantized_tensor(w_q, scales.double(), torch.zeros_like(scales).long(), 0)
+        return torch.ops.quantized.linear_prepack(q_weight, None)
+
+
+def _dense_int8_apply(packed, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    y = torch.ops.quantized.linear_dynamic(x, packed, True)  # reduce_range on x86, as quantize_dynamic
+    return y if bias is None else y.add_(bias)
+
+
+def _dense_int8_unavailable() -> str | None:
+    engine = torch.backends.quantized.engine
+    return None if engine in ("x86", "fbgemm", "onednn") else f"torch's quantized engine here is {engine!r}"
 
 
 def _bsr(block: int) -> Kernel:
@@ -80,7 +142,11 @@ KERNELS: dict[str, Kernel] = {
         Kernel("torch_csr", lambda w: _quietly(w.to_sparse_csr), _torch_sparse_apply),
         *(_bsr(block) for block in BSR_BLOCK_SIZES),
         Kernel("scipy_csr", lambda w: scipy.sparse.csr_matrix(w.numpy()), _scipy_apply),
-        Kernel("tiled_csr", _tiled_csr_prepare, _tiled_csr_apply, unavailable_reason=_tiled_csr_unavailable),
+        Kernel("tiled_csr", _tiled_csr_prepare, _tiled_csr_apply, unavailable_reason=_native_unavailable),
+        Kernel("dense_int8", _dense_int8_prepare, _dense_int8_apply, unavailable_reason=_dense_int8_unavailable,
+               quantized=True),
+        Kernel("sparse_int8", Int8BlockWeight.of, _sparse_int8_apply, unavailable_reason=_native_unavailable,
+               quantized=True),
     ]
 }
 KERNEL_NAMES = (DENSE, *KERNELS)

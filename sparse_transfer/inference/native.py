@@ -1,9 +1,12 @@
-"""The `tiled_csr` C kernel: compiled on first use with the machine's C compiler, cached, called
-through ctypes.
+"""The toolkit's C kernels (`tiled_csr`: FP32 CSR; `sparse_int8`: INT8 1x4-block CSR with VNNI
+where the CPU has it): compiled on first use with the machine's C compiler, cached, called through
+ctypes. Each call splits its work across threads in C (OpenMP, torch's thread count); the GIL is
+released during the call.
 
-The library is built with `-march=native` (the vector width of this CPU), so the cache key holds
-the CPU's identity as well as the source and the flags; a machine without a compiler simply has no
-`tiled_csr` kernel (calibration skips it, a saved plan falls back to its next best kernel).
+The library is built with `-march=native` (the vector width and integer dot-product instructions of
+this CPU), so the cache key holds the CPU's identity as well as the sources and the flags; a machine
+without a compiler simply has no native kernel (calibration skips them, a saved plan falls back to
+its next best kernel). Without OpenMP (a compiler that lacks it) the kernels run on one thread.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("tiled_csr.c")
+SOURCES = [Path(__file__).with_name(name) for name in ("tiled_csr.c", "sparse_int8.c")]
 FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
+OPENMP = ["-fopenmp"]  # torch's own libgomp (the same soname) serves the kernels when torch loaded it
 
 
 def cache_dir() -> Path:
@@ -43,70 +46,92 @@ def _cpu_identity() -> str:
     return "\n".join(identity)
 
 
-class TiledCSR:
-    """The loaded library; `linear` runs it on torch.get_num_threads() threads."""
+class NativeKernels:
+    """The loaded library. Every call runs on torch.get_num_threads() threads (split in C)."""
 
-    def __init__(self, path: Path):
-        self._function = ctypes.CDLL(str(path)).tiled_csr_linear
-        self._function.restype = ctypes.c_int
+    def __init__(self, path: Path, openmp: bool):
+        library = ctypes.CDLL(str(path))
         pointer, integer = ctypes.c_void_p, ctypes.c_int64
-        self._function.argtypes = [pointer] * 5 + [integer] * 3 + [pointer] + [integer] * 3
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_workers = 0
+        self._tiled_csr = library.tiled_csr_linear
+        self._tiled_csr.restype = ctypes.c_int
+        self._tiled_csr.argtypes = [pointer] * 5 + [integer] * 3 + [pointer] + [integer] * 2
+        self._sparse_int8 = library.sparse_int8_linear
+        self._sparse_int8.restype = ctypes.c_int
+        self._sparse_int8.argtypes = [pointer] * 7 + [integer] * 3 + [pointer] * 2 + [integer] * 2
+        self._quantize_rows = library.sparse_int8_quantize_rows
+        self._quantize_rows.restype = None
+        self._quantize_rows.argtypes = [pointer] + [integer] * 3 + [pointer] * 3
+        self.has_vnni = bool(library.sparse_int8_has_vnni())
+        self.openmp = openmp
 
-    def linear(self, indptr, columns, values, bias, x: torch.Tensor, out_features: int) -> torch.Tensor:
+    def threads(self) -> int:
+        return max(1, torch.get_num_threads()) if self.openmp else 1
+
+    def tiled_csr(self, indptr, columns, values, bias, x: torch.Tensor, out_features: int) -> torch.Tensor:
         """x (tokens, in) with unit column stride -> x @ W^T + bias, (tokens, out)."""
         tokens, in_features = x.shape
         y = torch.empty(tokens, out_features, dtype=torch.float32)
-        bias_pointer = bias.data_ptr() if bias is not None else None
-
-        def run(part: int, parts: int) -> int:
-            # ctypes releases the GIL during the call: parts run truly in parallel.
-            return self._function(indptr.data_ptr(), columns.data_ptr(), values.data_ptr(), bias_pointer,
-                                  x.data_ptr(), x.stride(0), tokens, in_features, y.data_ptr(), out_features,
-                                  part, parts)
-
-        parts = max(1, torch.get_num_threads())
-        if parts == 1:
-            statuses = [run(0, 1)]
-        else:
-            pool = self._thread_pool(parts - 1)
-            others = [pool.submit(run, part, parts) for part in range(1, parts)]
-            statuses = [run(0, parts)] + [future.result() for future in others]
-        if any(statuses):
+        status = self._tiled_csr(indptr.data_ptr(), columns.data_ptr(), values.data_ptr(),
+                                 bias.data_ptr() if bias is not None else None, x.data_ptr(), x.stride(0), tokens,
+                                 in_features, y.data_ptr(), out_features, self.threads())
+        if status:
             raise MemoryError("tiled_csr: no memory for a packed tile")
         return y
 
-    def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
-        if self._pool_workers < workers:
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="tiled_csr")
-            self._pool_workers = workers
-        return self._pool
+    def sparse_int8(self, weight, bias, x: torch.Tensor, sums: torch.Tensor | None = None) -> torch.Tensor:
+        """With `weight` a kernels.Int8BlockWeight: x (tokens, in) float32 with unit column stride ->
+        dequantized x_q @ W_q^T + bias; `sums`
+        (tokens, out) int32, if given, receives the exact integer sums (before the zero-point term)."""
+        tokens, in_features = x.shape
+        out_features = weight.indptr.numel() - 1
+        y = torch.empty(tokens, out_features, dtype=torch.float32)
+        status = self._sparse_int8(weight.indptr.data_ptr(), weight.columns.data_ptr(), weight.values.data_ptr(),
+                                   weight.row_sums.data_ptr(), weight.scales.data_ptr(),
+                                   bias.data_ptr() if bias is not None else None, x.data_ptr(), x.stride(0), tokens,
+                                   in_features, y.data_ptr(), sums.data_ptr() if sums is not None else None,
+                                   out_features, self.threads())
+        if status:
+            raise MemoryError("sparse_int8: no memory for a packed tile")
+        return y
+
+    def quantize_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The kernel's per-token UINT8 quantization of x (tokens, in): x_q, scales, zero points."""
+        tokens, features = x.shape
+        x_q = torch.empty(tokens, features, dtype=torch.uint8)
+        scales, zeros = torch.empty(tokens, dtype=torch.float32), torch.empty(tokens, dtype=torch.int32)
+        self._quantize_rows(x.data_ptr(), x.stride(0), tokens, features, x_q.data_ptr(), scales.data_ptr(),
+                            zeros.data_ptr())
+        return x_q, scales, zeros
 
 
 @functools.cache
-def load_tiled_csr() -> TiledCSR | str:
+def load_native() -> NativeKernels | str:
     """The library, compiling it if this machine has not yet; or why it is unavailable."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         return "no C compiler (cc, gcc or clang) found; set CC"
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join([compiler, *FLAGS]).encode(), _cpu_identity().encode()]))
-    library = cache_dir() / f"tiled_csr-{key.hexdigest()[:16]}.so"
+    sources = b"\0".join(source.read_bytes() for source in SOURCES)
+    key = hashlib.sha256(b"\0".join([sources, " ".join([compiler, *FLAGS, *OPENMP]).encode(),
+                                      _cpu_identity().encode()]))
+    library = cache_dir() / f"sparse_kernels-{key.hexdigest()[:16]}.so"
+    marker = library.with_suffix(".serial")  # compiled without OpenMP: this compiler lacks it
     if not library.exists():
         library.parent.mkdir(parents=True, exist_ok=True)
         # Compile to a temporary name and rename: concurrent first uses never load half a file.
         fd, partial = tempfile.mkstemp(suffix=".so", dir=library.parent)
         os.close(fd)
-        result = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True)
+        sources = [str(source) for source in SOURCES]
+        result = subprocess.run([compiler, *FLAGS, *OPENMP, *sources, "-o", partial], capture_output=True, text=True)
+        if result.returncode != 0:
+            result = subprocess.run([compiler, *FLAGS, *sources, "-o", partial], capture_output=True, text=True)
+            if result.returncode == 0:
+                marker.touch()
         if result.returncode != 0:
             os.unlink(partial)
             first_line = (result.stderr.strip().splitlines() or ["unknown error"])[0]
-            return f"compiling {SOURCE.name} with {compiler} failed: {first_line}"
+            return f"compiling the native kernels with {compiler} failed: {first_line}"
         os.replace(partial, library)
     try:
-        return TiledCSR(library)
+        return NativeKernels(library, openmp=not marker.exists())
     except OSError as error:
         return f"loading {library} failed: {error}"

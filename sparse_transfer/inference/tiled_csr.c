@@ -4,9 +4,8 @@
  * contiguous), so every non-zero weight of a row costs TILE/8 vector FMAs on one contiguous,
  * cache-resident stretch, and the accumulators of one output row stay in registers. Results go to
  * an output tile (rows x TILE, whole vector stores), then to y a token row at a time: storing
- * single lanes straight into y's columns cost up to a third of the time. The work is
- * split into `parts` independent parts (by tiles, or by output rows when there are fewer tiles than
- * parts) that the caller runs on its own threads: no OpenMP runtime beside PyTorch's.
+ * single lanes straight into y's columns cost up to a third of the time. OpenMP splits the work
+ * across `threads` threads (by tiles, or by output rows when there are fewer tiles than threads).
  * Portable C (GCC/Clang vector extensions), compiled with -march=native on first use.
  */
 #include <stdint.h>
@@ -39,33 +38,39 @@ static void rows_of_tile(const int32_t *indptr, const int32_t *columns, const fl
   }
 }
 
-/* Part `part` of `parts` of y (tokens x out_features, contiguous); returns 0, or -1 without memory. */
+/* y (tokens x out_features, contiguous); returns 0, or -1 without memory. */
 int tiled_csr_linear(const int32_t *indptr, const int32_t *columns, const float *values, const float *bias,
                      const float *x, int64_t x_row_stride, int64_t tokens, int64_t in_features,
-                     float *y, int64_t out_features, int64_t part, int64_t parts) {
+                     float *y, int64_t out_features, int64_t threads) {
   int64_t tiles = (tokens + TILE - 1) / TILE;
-  int64_t tile_begin = 0, tile_end = tiles, row_begin = 0, row_end = out_features;
-  if (tiles >= parts) {
-    tile_begin = part * tiles / parts;
-    tile_end = (part + 1) * tiles / parts;
-  } else {
-    row_begin = part * out_features / parts;
-    row_end = (part + 1) * out_features / parts;
-  }
-  float *packed = aligned_alloc(64, (size_t)in_features * TILE * sizeof(float));
-  /* + 1 row: never a zero-size allocation */
-  float *out_tile = aligned_alloc(64, (size_t)(row_end - row_begin + 1) * TILE * sizeof(float));
-  if (!packed || !out_tile) { free(packed); free(out_tile); return -1; }
-  for (int64_t tile = tile_begin; tile < tile_end; tile++) {
-    int64_t t0 = tile * TILE, count = tokens - t0 < TILE ? tokens - t0 : TILE;
-    pack_tile(x, x_row_stride, in_features, t0, count, packed);
-    rows_of_tile(indptr, columns, values, bias, packed, out_tile, row_begin, row_end);
-    for (int64_t t = 0; t < count; t++) {
-      float *y_row = y + (t0 + t) * out_features;
-      for (int64_t o = row_begin; o < row_end; o++) y_row[o] = out_tile[(o - row_begin) * TILE + t];
+  int by_rows = tiles < threads;
+  int64_t parts = by_rows ? threads : tiles;
+  int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed) if (threads > 1)
+  for (int64_t part = 0; part < parts; part++) {
+    int64_t tile_begin = by_rows ? 0 : part, tile_end = by_rows ? tiles : part + 1;
+    int64_t row_begin = by_rows ? part * out_features / parts : 0;
+    int64_t row_end = by_rows ? (part + 1) * out_features / parts : out_features;
+    float *packed = aligned_alloc(64, (size_t)in_features * TILE * sizeof(float));
+    /* + 1 row: never a zero-size allocation */
+    float *out_tile = aligned_alloc(64, (size_t)(row_end - row_begin + 1) * TILE * sizeof(float));
+    if (!packed || !out_tile) {
+      free(packed);
+      free(out_tile);
+      failed = 1;
+      continue;
     }
+    for (int64_t tile = tile_begin; tile < tile_end; tile++) {
+      int64_t t0 = tile * TILE, count = tokens - t0 < TILE ? tokens - t0 : TILE;
+      pack_tile(x, x_row_stride, in_features, t0, count, packed);
+      rows_of_tile(indptr, columns, values, bias, packed, out_tile, row_begin, row_end);
+      for (int64_t t = 0; t < count; t++) {
+        float *y_row = y + (t0 + t) * out_features;
+        for (int64_t o = row_begin; o < row_end; o++) y_row[o] = out_tile[(o - row_begin) * TILE + t];
+      }
+    }
+    free(packed);
+    free(out_tile);
   }
-  free(packed);
-  free(out_tile);
-  return 0;
+  return failed ? -1 : 0;
 }

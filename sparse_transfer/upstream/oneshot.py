@@ -12,7 +12,7 @@ import torch
 
 from sparse_transfer.encoders import copy_tokenizer, find_blocks, load_pretrained
 from sparse_transfer.masks import MaskedWeights
-from sparse_transfer.pruning import SCOPES, magnitude_masks
+from sparse_transfer.pruning import SCOPES, magnitude_masks, parse_block
 from sparse_transfer.selection import Selection
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.utils.io import write_json_atomic
@@ -20,11 +20,12 @@ from sparse_transfer.utils.io import write_json_atomic
 
 @torch.no_grad()
 def prune_model(model, sparsity: float, scope: str = "global", selection: Selection | None = None,
-                block_path: str | None = None) -> MaskedWeights:
-    """Zero the smallest weights among the selected Linear weights of the blocks."""
+                block_path: str | None = None, block: str | int | None = None) -> MaskedWeights:
+    """Zero the smallest weights among the selected Linear weights of the blocks (or the smallest
+    1xN blocks of consecutive input features, `block="1x4"`)."""
     path, _ = find_blocks(model, block_path)
     weights = (selection or Selection()).select(model, within=[path])
-    masks = magnitude_masks(weights, sparsity, scope)
+    masks = magnitude_masks(weights, sparsity, scope, parse_block(block))
     masked = MaskedWeights(model, masks)
     masked.apply_()
     return masked
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include", nargs="*", default=[], help="prune only Linear layers whose name matches one "
                         "of these regular expressions (e.g. attention)")
     parser.add_argument("--exclude", nargs="*", default=[], help="never prune layers matching these")
+    parser.add_argument("--block", default=None, help="1x4: prune blocks of 4 consecutive input features together "
+                        "(what INT8 dot-product kernels run fastest); default unstructured")
     args = parser.parse_args(argv)
 
     def run() -> None:
@@ -47,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigurationError(f"--sparsity must be in [0, 1), got {args.sparsity}")
         if os.path.isdir(args.output) and os.listdir(args.output):
             raise ConfigurationError(f"--output {args.output} is not empty; choose a new directory")
+        block = parse_block(args.block)  # before loading: a bad pattern fails at once
         model = load_pretrained(args.model)
         selection = Selection(include=args.include, exclude=args.exclude)
-        masked = prune_model(model, args.sparsity, args.scope, selection=selection, block_path=args.block_path)
+        masked = prune_model(model, args.sparsity, args.scope, selection=selection, block_path=args.block_path,
+                             block=block)
         model.save_pretrained(args.output)
         copy_tokenizer(args.model, args.output)
         report = masked.report()

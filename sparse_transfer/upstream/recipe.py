@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparse_transfer.distillation import EMBEDDING_LOSSES, DistillationConfig
-from sparse_transfer.pruning import SCOPES
+from sparse_transfer.pruning import SCOPES, parse_block
+from sparse_transfer.utils.errors import ConfigurationError
 from sparse_transfer.selection import Selection
 from sparse_transfer.utils.typed_config import (
     RecipeError,
@@ -47,6 +48,7 @@ class PruningConfig:
     start: float = 0.0  # fraction of the optimizer steps at which pruning starts
     end: float = 0.7  # fraction at which the target is reached; the mask is fixed after
     every: int = 100  # optimizer steps between pruning steps
+    block: str = "1x1"  # 1x4: blocks of 4 consecutive input features pruned together (magnitude criterion)
     obs: OBSConfig = field(default_factory=OBSConfig)
 
 
@@ -112,6 +114,13 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
         fail(f"need 0 <= pruning.start <= pruning.end <= 1, got start {pruning.start}, end {pruning.end}")
     if pruning.every < 1:
         fail(f"pruning.every must be >= 1 optimizer step, got {pruning.every}")
+    try:
+        block = parse_block(pruning.block)
+    except ConfigurationError as error:
+        fail(f"pruning.block: {error}")
+    if block > 1 and pruning.criterion != "magnitude":
+        fail(f"pruning.block {pruning.block} needs criterion magnitude (block oBS is not implemented); set "
+             "pruning.criterion: magnitude or pruning.block: 1x1")
     obs = pruning.obs
     if obs.block_size < 1 or obs.num_grads < 1 or obs.grad_batch_size < 1 or obs.damping <= 0:
         fail("pruning.obs needs block_size, num_grads, grad_batch_size >= 1 and damping > 0")

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback
 from sparse_transfer.distillation import distillation_terms, weighted_sum
 from sparse_transfer.encoders import find_blocks
 from sparse_transfer.obs import BlockFisherInverse, fisher_bytes
-from sparse_transfer.pruning import score_masks
+from sparse_transfer.pruning import block_scores, expand_blocks, parse_block, score_masks
 from sparse_transfer.schedules import PruningSteps, rewinding_scheduler
 from sparse_transfer.training import SparseTrainingMixin, freeze
 from sparse_transfer.upstream.recipe import UpstreamRecipe, load_upstream_recipe
@@ -63,6 +63,9 @@ class UpstreamPruningTrainer(SparseTrainingMixin, Trainer):
     def __init__(self, model, args=None, *, teacher, recipe=None, **kwargs):
         self.recipe: UpstreamRecipe = load_upstream_recipe(recipe)
         self.fix_masks(model, self.recipe.mask, find_blocks(model)[0], self.recipe.name)
+        block = parse_block(self.recipe.pruning.block)
+        if block > 1:  # a block that does not divide a layer fails now, not at the first pruning step
+            block_scores({name: w.detach().abs() for name, w in self.masks.weights().items()}, block)
         self.teacher = self._frozen_teacher(teacher)
         self._check_model(model)
         if self.recipe.distillation.student_dropout is not None:
@@ -204,7 +207,11 @@ class UpstreamPruningTrainer(SparseTrainingMixin, Trainer):
             scores = {name: w.detach().abs().float() for name, w in weights.items()}
         for name, score in scores.items():
             score[~self.masks.masks[name].to(score.device)] = float("-inf")  # pruned stays pruned
-        masks = score_masks(scores, sparsity, pruning.scope)
+        block = parse_block(pruning.block)
+        if block > 1:  # whole 1 x block groups of input features, ranked by their L2 norm
+            masks = expand_blocks(score_masks(block_scores(scores, block), sparsity, pruning.scope), scores, block)
+        else:
+            masks = score_masks(scores, sparsity, pruning.scope)
         masks = {name: mask.to(self.masks.masks[name].device) & self.masks.masks[name] for name, mask in masks.items()}
         if pruning.criterion == "obs":
             for name, w in weights.items():

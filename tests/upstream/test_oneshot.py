@@ -42,3 +42,23 @@ def test_prune_cli_include_prunes_only_the_matching_layers(tiny_dense_dir, tmp_p
     model = AutoModel.from_pretrained(out)
     ffn = [p for n, p in model.named_parameters() if "intermediate.dense.weight" in n]
     assert ffn and all(int((p == 0).sum()) == 0 for p in ffn)
+
+
+def test_prune_cli_block_pattern_prunes_whole_1x4_blocks(tiny_dense_dir, tmp_path, capsys):
+    from transformers import AutoModel
+
+    from sparse_transfer.upstream.oneshot import main
+
+    out = tmp_path / "blocks"
+    assert main(["--model", str(tiny_dense_dir), "--sparsity", "0.75", "--block", "1x4", "--output", str(out)]) == 0
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["zero_params"] == 4 * round(0.75 * report["total_params"] / 4)
+    model = AutoModel.from_pretrained(out)
+    for name, layer in report["layers"].items():
+        groups = model.get_parameter(name).reshape(-1, 4) != 0
+        assert bool((groups.all(1) | ~groups.any(1)).all()), name
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    assert main(["--model", str(tiny_dense_dir), "--sparsity", "0.5", "--block", "1x3", "--output", str(refused)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "are not divisible by the block of 3" in errors[0] and not refused.exists()

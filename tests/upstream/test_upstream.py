@@ -17,7 +17,7 @@ from transformers import (
 
 from sparse_transfer.encoders import load_pretrained
 from sparse_transfer.pruning import magnitude_masks
-from sparse_transfer.upstream import UpstreamPruningTrainer
+from sparse_transfer.upstream import UpstreamPruningTrainer, load_upstream_recipe
 from sparse_transfer.upstream.data import read_documents, tokenized_corpus
 from sparse_transfer.upstream.run import main
 from sparse_transfer.utils.errors import ConfigurationError
@@ -82,6 +82,37 @@ def test_per_layer_scope_prunes_every_layer_exactly(tiny_dense_dir, small_corpus
     trainer.train()
     for name, mask in trainer.masks.masks.items():
         assert int((~mask).sum()) == round(0.75 * mask.numel()), name
+
+
+def test_block_pruning_prunes_whole_1x4_blocks_exactly_and_never_revives_one(tiny_dense_dir, small_corpus, tmp_path):
+    trainer = _trainer(tiny_dense_dir, small_corpus, tmp_path / "out", _recipe(block="1x4"))
+    recorder = _Recorder(trainer)
+    trainer.add_callback(recorder)
+    trainer.train()
+    blocks = sum(m.numel() // 4 for m in trainer.masks.masks.values())
+    expected, current = [], 0
+    for step in range(12):
+        current = trainer.pruning_steps.targets.get(step, current)
+        expected.append(4 * round(current * blocks))  # whole blocks: round(s * blocks) of them
+    assert [_pruned(m) for m in recorder.masks] == expected
+    for masks in recorder.masks:
+        for mask in masks.values():
+            groups = mask.reshape(-1, 4)
+            assert bool((groups.all(1) | ~groups.any(1)).all())  # every block kept or pruned whole
+    for before, after in zip(recorder.masks, recorder.masks[1:]):
+        assert all(bool((after[name] <= before[name]).all()) for name in before)
+    assert trainer.masks.verify() == 0
+
+
+def test_block_pruning_is_refused_where_it_cannot_run(tiny_dense_dir, small_corpus, tmp_path):
+    from sparse_transfer.utils.typed_config import RecipeError
+
+    with pytest.raises(RecipeError, match=r"pruning.block 1x4 needs criterion magnitude \(block oBS is not "):
+        load_upstream_recipe(_recipe(block="1x4", criterion="obs"))
+    with pytest.raises(RecipeError, match=r"pruning.block: block pattern '4x4' is not 1xN"):
+        load_upstream_recipe(_recipe(block="4x4"))
+    with pytest.raises(ConfigurationError, match=r"input channels of .* are not divisible by the block of 3"):
+        _trainer(tiny_dense_dir, small_corpus, tmp_path / "out", _recipe(block="1x3"))
 
 
 def test_obs_prunes_exactly_and_moves_the_remaining_weights(tiny_dense_dir, small_corpus, tmp_path):

@@ -1,0 +1,197 @@
+"""INT8 kernels: the toolkit's sparse INT8 kernel gives exactly the integer reference's int32 sums
+(VNNI or the portable path), the same results on 1 and 2 threads, and dequantized outputs within
+the quantization error of FP32; an INT8 export records how far its outputs move and loads into
+`transformers.pipeline` with the FP32 model's labels."""
+
+import json
+
+import pytest
+import torch
+from helpers import tiny_sparse_bert
+from torch import nn
+
+from sparse_transfer.inference.calibration import torch_threads
+from sparse_transfer.inference.export import PLAN_FILE, export_for_inference, load_for_inference, main
+from sparse_transfer.inference.kernels import KERNELS, Int8BlockWeight, SparseLinear, quantize_weight
+from sparse_transfer.inference.native import load_native
+from sparse_transfer.utils.errors import ConfigurationError
+
+NATIVE = load_native()
+needs_native = pytest.mark.skipif(isinstance(NATIVE, str), reason=f"native kernels: {NATIVE}")
+
+
+def _weight(out_features=40, in_features=70, sparsity=0.9, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(out_features, in_features, generator=generator)
+    return weight * (torch.rand(out_features, in_features, generator=generator) >= sparsity)
+
+
+def test_block_weight_keeps_exactly_the_blocks_with_a_non_zero_and_their_int8_values():
+    weight = _weight(in_features=70)  # 70 = 17 blocks of 4 + 2 padded features
+    w_q, scales = quantize_weight(weight)
+    assert not w_q[weight == 0].any()  # pruned weights stay exactly zero
+    assert torch.allclose(w_q.float() * scales[:, None], weight, atol=scales.max().item() / 2)
+    packed = Int8BlockWeight.of(weight)
+    rebuilt = torch.zeros(40, 72, dtype=torch.int8)
+    for row in range(40):
+        for entry in range(packed.indptr[row], packed.indptr[row + 1]):
+            column = packed.columns[entry].item()
+            rebuilt[row, 4 * column:4 * column + 4] = packed.values[entry:entry + 1].view(torch.int8)
+    assert torch.equal(rebuilt[:, :70], w_q) and not rebuilt[:, 70:].any()
+    blocks_with_non_zero = (torch.nn.functional.pad(w_q, (0, 2)).view(40, 18, 4) != 0).any(2).sum().item()
+    assert packed.columns.numel() == blocks_with_non_zero
+    assert torch.equal(packed.row_sums, w_q.sum(1, dtype=torch.int32))
+
+
+@needs_native
+def test_activation_quantization_matches_its_reference_exactly():
+    x = torch.randn(9, 70) * 3
+    x[2] = torch.rand(70)  # all positive: the range still holds 0
+    x_q, scales, zeros = NATIVE.quantize_rows(x)
+    low, high = x.amin(1).clamp(max=0), x.amax(1).clamp(min=0)
+    expected_scales = (high - low) / 255.0
+    expected_zeros = torch.round(-low / expected_scales).int().clamp(0, 255)
+    expected_q = (torch.round(x / expected_scales[:, None]).int() + expected_zeros[:, None]).clamp(0, 255)
+    assert torch.equal(scales, expected_scales) and torch.equal(zeros, expected_zeros)
+    assert torch.equal(x_q.int(), expected_q) and zeros[2] == 0
+
+
+@needs_native
+@pytest.mark.parametrize("tokens", [1, 2, 63, 130])  # fewer tokens than threads, one partial tile, several
+@pytest.mark.parametrize("in_features", [64, 70])
+def test_sparse_int8_sums_are_the_integer_reference_exactly(tokens, in_features):
+    weight, bias = _weight(in_features=in_features), torch.randn(40)
+    x = torch.randn(tokens, in_features)
+    packed = Int8BlockWeight.of(weight)
+    w_q, w_scales = quantize_weight(weight)
+    x_q, x_scales, zeros = NATIVE.quantize_rows(x)
+    reference = x_q.int() @ w_q.int().T  # exact int32 products of the quantized operands
+    results = []
+    for threads in (1, 2):
+        sums = torch.empty(tokens, 40, dtype=torch.int32)
+        with torch_threads(threads):
+            y = NATIVE.sparse_int8(packed, bias, x, sums)
+        assert torch.equal(sums, reference), f"{threads} thread(s)"
+        results.append(y)
+    assert torch.equal(results[0], results[1])  # 1 and 2 threads: identical outputs
+    dequantized = x_scales[:, None] * w_scales[None, :] * (reference - zeros[:, None] * w_q.int().sum(1)).float() + bias
+    torch.testing.assert_close(results[0], dequantized, rtol=1e-5, atol=1e-5)
+    fp32 = nn.functional.linear(x, weight, bias)
+    assert ((results[0] - fp32).norm() / fp32.norm()).item() < 0.03  # within INT8 quantization error
+
+
+@needs_native
+def test_tiled_csr_gives_identical_results_on_1_and_2_threads():
+    weight, bias, x = _weight(out_features=96, in_features=64), torch.randn(96), torch.randn(200, 64)
+    prepared = KERNELS["tiled_csr"].prepare(weight)
+    outputs = []
+    for threads in (1, 2):
+        with torch_threads(threads):
+            outputs.append(KERNELS["tiled_csr"].apply(prepared, x, bias))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("kernel", ["dense_int8", "sparse_int8"])
+def test_int8_kernels_stay_within_quantization_error_of_fp32(kernel):
+    if KERNELS[kernel].unavailable_reason():
+        pytest.skip(KERNELS[kernel].unavailable_reason())
+    linear = nn.Linear(64, 48)
+    with torch.no_grad():
+        linear.weight.copy_(_weight(48, 64))
+    x = torch.randn(3, 50, 64)
+    with torch.no_grad():
+        expected, actual = linear(x), SparseLinear(linear, {150: kernel})(x)
+    assert actual.shape == expected.shape
+    assert ((actual - expected).norm() / expected.norm()).item() < 0.03
+
+
+@pytest.fixture
+def sparse_dir(tmp_path):
+    path = tmp_path / "tiny-sparse"
+    tiny_sparse_bert(sparsity=0.9).save_pretrained(path)
+    return path
+
+
+@needs_native
+def test_an_int8_export_records_its_check_and_loads_with_its_plan(sparse_dir, tmp_path):
+    out = tmp_path / "int8"
+    report = export_for_inference(str(sparse_dir), str(out), batch_sizes=(1, 4), seq_length=16,
+                                  force_kernel="sparse_int8", quantize="int8")
+    assert report["calibration"]["quantize"] == "int8"
+    assert report["calibration"]["int8_dot_product"] == NATIVE.has_vnni
+    check = report["verification"]
+    assert check["min_cosine"] >= 0.95 and 0 < check["max_relative_error"] < 0.1 and check["same_argmax"] > 0.5
+    plan = json.loads((out / PLAN_FILE).read_text())
+    encoder = [layer for layer in plan["layers"] if ".encoder." in layer["name"]]
+    assert len(encoder) == 12 and all(set(layer["kernels"].values()) == {"sparse_int8"} for layer in encoder)
+    exported = load_for_inference(str(out))
+    assert exported.bert.encoder.layer[0].output.dense.kernel_for(16) == "sparse_int8"
+
+
+@needs_native
+def test_calibrating_an_int8_export_offers_the_dense_int8_kernel_to_every_layer(sparse_dir, tmp_path):
+    out = tmp_path / "int8-calibrated"
+    assert main(["--model", str(sparse_dir), "--output", str(out), "--batch_sizes", "1", "--seq_length", "16",
+                 "--repeats", "1", "--threads", "1", "--quantize", "int8"]) == 0
+    for layer in json.loads((out / PLAN_FILE).read_text())["layers"]:
+        times = layer["times_ms"]["16"]
+        assert "dense_int8" in times and layer["kernels"]["16"] == min(times, key=times.get)
+        if layer["sparsity"] >= 0.5:
+            assert "sparse_int8" in times
+
+
+def test_bad_quantize_values_get_one_line(sparse_dir, tmp_path, capsys):
+    assert main(["--model", str(sparse_dir), "--output", str(tmp_path / "o"), "--quantize", "int4"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "sparse-transfer export: error: unknown quantize value 'int4'; use int8 (or leave it unset for FP32)"]
+    with pytest.raises(ConfigurationError, match="kernel sparse_int8 is INT8: add --quantize int8"):
+        export_for_inference(str(sparse_dir), str(tmp_path / "p"), force_kernel="sparse_int8")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
+
+
+TEXTS = ["the film was wonderful.", "a dull and tedious story.", "it rained all day in the town.",
+         "the cast is charming and the music superb.", "i found the ending weak."]
+
+
+def _export_pruned_minilm(tmp_path, model_class):
+    from transformers import AutoTokenizer
+
+    from helpers import minilm_dir
+    from sparse_transfer.upstream.oneshot import prune_model
+
+    torch.manual_seed(0)
+    model = model_class.from_pretrained(minilm_dir(), **({"num_labels": 3} if "Sequence" in model_class.__name__ else {}))
+    prune_model(model, 0.9)
+    model_dir, out = tmp_path / "fp32", tmp_path / "int8"
+    model.save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(model_dir)
+    export_for_inference(str(model_dir), str(out), batch_sizes=(1,), seq_length=32, force_kernel="sparse_int8",
+                         quantize="int8")
+    return model_dir, out, AutoTokenizer.from_pretrained(out)
+
+
+@needs_native
+@pytest.mark.slow
+def test_text_classification_pipeline_gives_the_fp32_models_labels(tmp_path):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    model_dir, out, tokenizer = _export_pruned_minilm(tmp_path, AutoModelForSequenceClassification)
+    fp32 = pipeline("text-classification", model=AutoModelForSequenceClassification.from_pretrained(model_dir),
+                    tokenizer=tokenizer, device="cpu")
+    int8 = pipeline("text-classification", model=load_for_inference(str(out)), tokenizer=tokenizer, device="cpu")
+    assert [r["label"] for r in int8(TEXTS)] == [r["label"] for r in fp32(TEXTS)]
+
+
+@needs_native
+@pytest.mark.slow
+def test_feature_extraction_pipeline_gives_the_fp32_models_embeddings(tmp_path):
+    from transformers import AutoModel, pipeline
+
+    model_dir, out, tokenizer = _export_pruned_minilm(tmp_path, AutoModel)
+    fp32 = pipeline("feature-extraction", model=AutoModel.from_pretrained(model_dir), tokenizer=tokenizer,
+                    device="cpu")
+    int8 = pipeline("feature-extraction", model=load_for_inference(str(out)), tokenizer=tokenizer, device="cpu")
+    for text in TEXTS:
+        expected, actual = torch.tensor(fp32(text))[0], torch.tensor(int8(text))[0]
+        assert actual.shape == expected.shape and expected.shape[-1] == 384  # one vector per token
+        assert torch.nn.functional.cosine_similarity(actual.mean(0), expected.mean(0), dim=0) > 0.99
