@@ -24,7 +24,7 @@ from torch import nn
 
 from sparse_transfer.encoders import copy_tokenizer, load_pretrained
 from sparse_transfer.inference.calibration import QUANTIZE, plan_layers, torch_threads
-from sparse_transfer.inference.native import load_native
+from sparse_transfer.inference.native import keep_freed_memory, load_native
 from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SparseLinear
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.utils.io import (
@@ -56,6 +56,7 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
     if os.path.isdir(output) and os.listdir(output):
         raise ConfigurationError(f"output {output} is not empty; choose a new directory")
     loaded = _load_model(model)
+    keep_freed_memory()  # calibrate as load_for_inference runs
     token_counts = sorted({batch * seq_length for batch in batch_sizes})  # JSON keys below are str(tokens)
     threads = threads or torch.get_num_threads()
     layers = plan_layers(loaded, token_counts, min_sparsity, repeats, threads, force_kernel, quantize)
@@ -80,9 +81,13 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
     return report
 
 
-def load_for_inference(directory: str, **kwargs) -> nn.Module:
+def load_for_inference(directory: str, keep_memory: bool = True, **kwargs) -> nn.Module:
     """The exported model in eval mode, without gradients, its chosen layers on sparse kernels;
-    `kwargs` go to `from_pretrained`."""
+    `kwargs` go to `from_pretrained`. `keep_memory` keeps freed memory in the process for the next
+    forward (`native.keep_freed_memory`: no page faults on every large activation; the process keeps
+    its peak memory)."""
+    if keep_memory:
+        keep_freed_memory()
     plan_path = os.path.join(directory, PLAN_FILE)
     if not os.path.isfile(plan_path):
         raise ConfigurationError(f"{directory} has no {PLAN_FILE}: not an export; make one with {PROG}")

@@ -28,6 +28,23 @@ FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]  # torch's own libgomp (the same soname) serves the kernels when torch loaded it
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+KEPT_MEMORY = 1 << 30
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let glibc serve large blocks from its heap and keep freed memory, process-wide: inference
+    allocates the same large activations every forward, and fresh mmap'd ones cost a page fault per
+    4 KiB (a 50 MB activation: 20 ms, more than the sparse matmul that fills it). The price is a
+    process that keeps its peak memory. False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_MEMORY)) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEPT_MEMORY))
+    except (OSError, AttributeError):
+        return False
+
+
 def cache_dir() -> Path:
     """`$SPARSE_TRANSFER_CACHE`, else `$XDG_CACHE_HOME/sparse_transfer` (default ~/.cache)."""
     if os.environ.get("SPARSE_TRANSFER_CACHE"):

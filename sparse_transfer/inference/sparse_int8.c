@@ -16,53 +16,75 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
 #define SPARSE_INT8_VNNI 1
 #else
 #define SPARSE_INT8_VNNI 0
 #endif
 
 #define TILE 64 /* tokens per tile: 4 AVX-512 vectors of 16 int32 accumulators */
-#define ROWS 16 /* output rows finished together, then written to y a token at a time */
+#define ROWS 256 /* output rows finished together, then written to y a token at a time (64 KiB) */
 
 int sparse_int8_has_vnni(void) { return SPARSE_INT8_VNNI; }
 
-/* Per-token UINT8 quantization of one row of `features` floats: the range always holds 0
- * (so that 0 is exact), scale = range / 255, zero = round(-min / scale). */
-static void token_params(const float *row, int64_t features, float *scale, int32_t *zero) {
+/* Per-token UINT8 quantization of one row of `features` floats: the range always holds 0 (so that
+ * 0 is exact), scale = range / 255, zero = round(-min / scale), x_q = clamp(round(x * (1 / scale)) +
+ * zero, 0, 255), rounding half to even (the vector path converts under the same default rounding). */
+static void quantize_row(const float *row, int64_t features, uint8_t *out, float *scale, int32_t *zero) {
   float lo = 0.0f, hi = 0.0f;
-  for (int64_t k = 0; k < features; k++) {
+  int64_t k = 0;
+#ifdef __AVX512F__
+  __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
+  for (; k + 16 <= features; k += 16) {
+    __m512 v = _mm512_loadu_ps(row + k);
+    vlo = _mm512_min_ps(vlo, v);
+    vhi = _mm512_max_ps(vhi, v);
+  }
+  lo = _mm512_reduce_min_ps(vlo);
+  hi = _mm512_reduce_max_ps(vhi);
+#endif
+  for (; k < features; k++) {
     lo = row[k] < lo ? row[k] : lo;
     hi = row[k] > hi ? row[k] : hi;
   }
   float s = (hi - lo) / 255.0f;
   if (s == 0.0f) s = 1.0f;
+  float inverse = 1.0f / s;
   int32_t z = (int32_t)nearbyintf(-lo / s);
+  z = z < 0 ? 0 : (z > 255 ? 255 : z);
   *scale = s;
-  *zero = z < 0 ? 0 : (z > 255 ? 255 : z);
-}
-
-static inline uint8_t quantize_value(float value, float scale, int32_t zero) {
-  int32_t q = (int32_t)nearbyintf(value / scale) + zero;
-  return (uint8_t)(q < 0 ? 0 : (q > 255 ? 255 : q));
+  *zero = z;
+  k = 0;
+#ifdef __AVX512F__
+  __m512 vinverse = _mm512_set1_ps(inverse);
+  __m512i vzero = _mm512_set1_epi32(z), vmin = _mm512_setzero_si512(), vmax = _mm512_set1_epi32(255);
+  for (; k + 16 <= features; k += 16) {
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + k), vinverse)), vzero);
+    q = _mm512_min_epi32(_mm512_max_epi32(q, vmin), vmax);
+    _mm_storeu_si128((__m128i *)(out + k), _mm512_cvtepi32_epi8(q));
+  }
+#endif
+  for (; k < features; k++) {
+    int32_t q = (int32_t)nearbyintf(row[k] * inverse) + z;
+    out[k] = (uint8_t)(q < 0 ? 0 : (q > 255 ? 255 : q));
+  }
 }
 
 /* x (tokens x features, row stride) -> x_q (tokens x features) and per-token scale and zero: the
  * same arithmetic as the kernel's packing, for tests and references. */
 void sparse_int8_quantize_rows(const float *x, int64_t x_row_stride, int64_t tokens, int64_t features,
                                uint8_t *x_q, float *scales, int32_t *zeros) {
-  for (int64_t t = 0; t < tokens; t++) {
-    const float *row = x + t * x_row_stride;
-    token_params(row, features, &scales[t], &zeros[t]);
-    for (int64_t k = 0; k < features; k++) x_q[t * features + k] = quantize_value(row[k], scales[t], zeros[t]);
-  }
+  for (int64_t t = 0; t < tokens; t++)
+    quantize_row(x + t * x_row_stride, features, x_q + t * features, &scales[t], &zeros[t]);
 }
 
-/* Quantize and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4]; padding holds each
- * token's zero point (the value 0), and padded tokens hold 0. */
+/* Quantize and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4]; padded features hold
+ * each token's zero point (the value 0), padded tokens hold 0. `row` has room for blocks * 4 bytes. */
 static void pack_tile(const float *x, int64_t x_row_stride, int64_t features, int64_t blocks, int64_t t0,
-                      int64_t count, uint8_t *packed, float *scales, int32_t *zeros) {
+                      int64_t count, uint8_t *packed, uint8_t *row, float *scales, int32_t *zeros) {
   for (int64_t t = 0; t < TILE; t++) {
     if (t >= count) {
       for (int64_t b = 0; b < blocks; b++) memset(packed + (b * TILE + t) * 4, 0, 4);
@@ -70,33 +92,35 @@ static void pack_tile(const float *x, int64_t x_row_stride, int64_t features, in
       zeros[t] = 0;
       continue;
     }
-    const float *row = x + (t0 + t) * x_row_stride;
-    token_params(row, features, &scales[t], &zeros[t]);
-    for (int64_t k = 0; k < blocks * 4; k++) {
-      uint8_t q = k < features ? quantize_value(row[k], scales[t], zeros[t]) : (uint8_t)zeros[t];
-      packed[((k >> 2) * TILE + t) * 4 + (k & 3)] = q;
-    }
+    quantize_row(x + (t0 + t) * x_row_stride, features, row, &scales[t], &zeros[t]);
+    for (int64_t k = features; k < blocks * 4; k++) row[k] = (uint8_t)zeros[t];
+    for (int64_t b = 0; b < blocks; b++) memcpy(packed + (b * TILE + t) * 4, row + 4 * b, 4);
   }
 }
 
-/* The int32 sums of one output row over one packed tile. */
-static inline void row_sums_of_tile(const int32_t *indptr, const int32_t *columns, const int32_t *values,
-                                    const uint8_t *packed, int64_t o, int32_t *acc) {
+/* One output row over one packed tile: the exact int32 sums (into `sums` when given) and the
+ * dequantized outputs x_scale[t] * w_scale * (sum - x_zero[t] * row_sum) + b for the TILE tokens. */
+static inline void row_of_tile(const int32_t *indptr, const int32_t *columns, const int32_t *values,
+                               const uint8_t *packed, int64_t o, const float *scales, const int32_t *zeros,
+                               int32_t row_sum, float w_scale, float b, float *out, int32_t *sums) {
 #if SPARSE_INT8_VNNI
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  __m512i acc[TILE / 16];
+  for (int i = 0; i < TILE / 16; i++) acc[i] = _mm512_setzero_si512();
   for (int32_t k = indptr[o]; k < indptr[o + 1]; k++) {
     const __m512i *xs = (const __m512i *)(packed + (int64_t)columns[k] * TILE * 4);
     __m512i w = _mm512_set1_epi32(values[k]);
-    a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(xs), w);
-    a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(xs + 1), w);
-    a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(xs + 2), w);
-    a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(xs + 3), w);
+    for (int i = 0; i < TILE / 16; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_load_si512(xs + i), w);
   }
-  _mm512_storeu_si512(acc, a0);
-  _mm512_storeu_si512(acc + 16, a1);
-  _mm512_storeu_si512(acc + 32, a2);
-  _mm512_storeu_si512(acc + 48, a3);
+  __m512i vrow_sum = _mm512_set1_epi32(row_sum);
+  __m512 vw_scale = _mm512_set1_ps(w_scale), vb = _mm512_set1_ps(b);
+  for (int i = 0; i < TILE / 16; i++) {
+    if (sums) _mm512_storeu_si512(sums + 16 * i, acc[i]);
+    __m512i exact = _mm512_sub_epi32(acc[i], _mm512_mullo_epi32(_mm512_loadu_si512(zeros + 16 * i), vrow_sum));
+    __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(scales + 16 * i), vw_scale);
+    _mm512_store_ps(out + 16 * i, _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(exact), vb));
+  }
 #else
+  int32_t acc[TILE];
   for (int t = 0; t < TILE; t++) acc[t] = 0;
   for (int32_t k = indptr[o]; k < indptr[o + 1]; k++) {
     const uint8_t *xs = packed + (int64_t)columns[k] * TILE * 4;
@@ -106,7 +130,63 @@ static inline void row_sums_of_tile(const int32_t *indptr, const int32_t *column
     for (int t = 0; t < TILE; t++)
       acc[t] += xs[4 * t] * w0 + xs[4 * t + 1] * w1 + xs[4 * t + 2] * w2 + xs[4 * t + 3] * w3;
   }
+  for (int t = 0; t < TILE; t++) {
+    if (sums) sums[t] = acc[t];
+    out[t] = scales[t] * w_scale * (float)(acc[t] - zeros[t] * row_sum) + b;
+  }
 #endif
+}
+
+#ifdef __AVX512F__
+/* r[i] holds 16 values of row i; afterwards r[e] holds value e of every row (a 16 x 16 transpose). */
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; g++) { /* rows 4g .. 4g + 3: u[4g + k] holds element 4j + k in 128-bit lane j */
+    __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int k = 0; k < 4; k++) {
+    __m512 v = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), w = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+    __m512 v2 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd), w2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
+    r[k] = _mm512_shuffle_f32x4(v, w, 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(v, w, 0xdd);
+    r[4 + k] = _mm512_shuffle_f32x4(v2, w2, 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(v2, w2, 0xdd);
+  }
+}
+#endif
+
+/* out[r][t] (rows x TILE) -> y[t0 + t][r0 + r]: a token's outputs of these rows are consecutive in y,
+ * so they are written as whole stretches (16 x 16 transposes where the CPU has AVX-512), a few
+ * token rows at a time (few pages touched at once). */
+static void write_rows(float (*out)[TILE], int64_t rows, int64_t count, float *y, int64_t t0, int64_t r0,
+                       int64_t out_features) {
+  int64_t t = 0;
+#ifdef __AVX512F__
+  for (; t + 16 <= count; t += 16) {
+    int64_t r = 0;
+    for (; r + 16 <= rows; r += 16) {
+      __m512 v[16];
+      for (int i = 0; i < 16; i++) v[i] = _mm512_load_ps(&out[r + i][t]);
+      transpose16(v);
+      for (int e = 0; e < 16; e++) _mm512_storeu_ps(y + (t0 + t + e) * out_features + r0 + r, v[e]);
+    }
+    for (int64_t e = 0; e < 16; e++)
+      for (int64_t rr = r; rr < rows; rr++) y[(t0 + t + e) * out_features + r0 + rr] = out[rr][t + e];
+  }
+#endif
+  for (; t < count; t++) {
+    float *y_row = y + (t0 + t) * out_features + r0;
+    for (int64_t r = 0; r < rows; r++) y_row[r] = out[r][t];
+  }
 }
 
 /* y (tokens x out_features) from x; `sums` (tokens x out_features int32, may be NULL) receives the
@@ -125,30 +205,35 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
     int64_t row_begin = by_rows ? part * out_features / parts : 0;
     int64_t row_end = by_rows ? (part + 1) * out_features / parts : out_features;
     uint8_t *packed = aligned_alloc(64, (size_t)(blocks * TILE * 4 + 64));
-    if (!packed) { failed = 1; continue; }
-    float scales[TILE], out[ROWS][TILE];
-    int32_t zeros[TILE], acc[TILE];
+    uint8_t *row = malloc((size_t)(blocks * 4 + 16));
+    float (*out)[TILE] = aligned_alloc(64, sizeof(float[ROWS][TILE]));
+    if (!packed || !row || !out) {
+      free(packed);
+      free(row);
+      free(out);
+      failed = 1;
+      continue;
+    }
+    float scales[TILE] __attribute__((aligned(64)));
+    int32_t zeros[TILE] __attribute__((aligned(64))), tile_sums[TILE];
     for (int64_t tile = tile_begin; tile < tile_end; tile++) {
       int64_t t0 = tile * TILE, count = tokens - t0 < TILE ? tokens - t0 : TILE;
-      pack_tile(x, x_row_stride, in_features, blocks, t0, count, packed, scales, zeros);
+      pack_tile(x, x_row_stride, in_features, blocks, t0, count, packed, row, scales, zeros);
       for (int64_t r0 = row_begin; r0 < row_end; r0 += ROWS) {
         int64_t rows = row_end - r0 < ROWS ? row_end - r0 : ROWS;
         for (int64_t r = 0; r < rows; r++) {
           int64_t o = r0 + r;
-          row_sums_of_tile(indptr, columns, values, packed, o, acc);
-          float w_scale = w_scales[o], b = bias ? bias[o] : 0.0f;
-          for (int64_t t = 0; t < TILE; t++) out[r][t] = scales[t] * w_scale * (float)(acc[t] - zeros[t] * row_sums[o]) + b;
+          row_of_tile(indptr, columns, values, packed, o, scales, zeros, row_sums[o], w_scales[o], bias ? bias[o] : 0.0f,
+                      out[r], sums ? tile_sums : NULL);
           if (sums)
-            for (int64_t t = 0; t < count; t++) sums[(t0 + t) * out_features + o] = acc[t];
+            for (int64_t t = 0; t < count; t++) sums[(t0 + t) * out_features + o] = tile_sums[t];
         }
-        /* a token's outputs of these rows are consecutive in y: whole stretches, not single lanes */
-        for (int64_t t = 0; t < count; t++) {
-          float *y_row = y + (t0 + t) * out_features + r0;
-          for (int64_t r = 0; r < rows; r++) y_row[r] = out[r][t];
-        }
+        write_rows(out, rows, count, y, t0, r0, out_features);
       }
     }
     free(packed);
+    free(row);
+    free(out);
   }
   return failed ? -1 : 0;
 }

@@ -51,7 +51,8 @@ def test_activation_quantization_matches_its_reference_exactly():
     low, high = x.amin(1).clamp(max=0), x.amax(1).clamp(min=0)
     expected_scales = (high - low) / 255.0
     expected_zeros = torch.round(-low / expected_scales).int().clamp(0, 255)
-    expected_q = (torch.round(x / expected_scales[:, None]).int() + expected_zeros[:, None]).clamp(0, 255)
+    inverse = 1.0 / expected_scales  # float32, as the kernel computes it
+    expected_q = (torch.round(x * inverse[:, None]).int() + expected_zeros[:, None]).clamp(0, 255)
     assert torch.equal(scales, expected_scales) and torch.equal(zeros, expected_zeros)
     assert torch.equal(x_q.int(), expected_q) and zeros[2] == 0
 
