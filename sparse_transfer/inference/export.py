@@ -1,7 +1,8 @@
 """Export a sparse checkpoint for fast CPU inference: each sparse-enough Linear runs the kernel
-that calibration on this machine measured fastest for the expected input sizes (dense elsewhere).
+that calibration on this machine measured fastest for the expected input sizes (dense elsewhere);
+with `--quantize int8` the INT8 kernels are candidates too (for every layer).
 
-    sparse-transfer export --model DIR --output DIR [--batch_sizes 1,32] [--seq_length 128]
+    sparse-transfer export --model DIR --output DIR [--quantize int8] [--batch_sizes 1,32] [--seq_length 128]
         [--threads N] [--min_sparsity 0.5] [--repeats 5] [--force_kernel NAME]
 
 The output directory is a normal Hugging Face checkpoint (plain `from_pretrained` loads it, with
@@ -239,7 +240,10 @@ def markdown_report(report: dict) -> str:
              f"Calibrated with {calibration['threads']} thread(s) on {calibration['cpu'] or 'an unknown CPU'} "
              f"(load average {calibration['load_average']}), torch {calibration['torch']}, "
              f"{calibration['repeats']} repeats; tokens = batch x {calibration['seq_length']}.",
-             f"Outputs vs dense kernels: max abs difference {report['verification']['max_abs_diff']:.3g}.", ""]
+             f"Outputs vs dense FP32 kernels: max abs difference {report['verification']['max_abs_diff']:.3g}"
+             + (f", relative error {report['verification']['max_relative_error']}, cosine >= "
+                f"{report['verification']['min_cosine']}, same argmax {report['verification']['same_argmax']:.1%} "
+                "(INT8)." if "min_cosine" in report["verification"] else "."), ""]
     summary_rows = [[tokens, ", ".join(f"{k} x{n}" for k, n in entry["layers_per_kernel"].items()),
                      entry.get("calibrated_dense_ms", "-"), entry.get("calibrated_chosen_ms", "-"),
                      entry.get("calibrated_speedup", "-")]

