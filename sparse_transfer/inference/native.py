@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 SOURCES = [Path(__file__).with_name(name) for name in ("tiled_csr.c", "sparse_int8.c")]
+HEADERS = [Path(__file__).with_name("kernel_parts.h")]
 FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]  # torch's own libgomp (the same soname) serves the kernels when torch loaded it
 
@@ -127,7 +128,7 @@ def load_native() -> NativeKernels | str:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         return "no C compiler (cc, gcc or clang) found; set CC"
-    sources = b"\0".join(source.read_bytes() for source in SOURCES)
+    sources = b"\0".join(source.read_bytes() for source in [*SOURCES, *HEADERS])
     key = hashlib.sha256(b"\0".join([sources, " ".join([compiler, *FLAGS, *OPENMP]).encode(),
                                       _cpu_identity().encode()]))
     library = cache_dir() / f"sparse_kernels-{key.hexdigest()[:16]}.so"

@@ -13,6 +13,8 @@
  */
 #include <math.h>
 #include <stdint.h>
+
+#include "kernel_parts.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,14 +198,13 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
                        int64_t tokens, int64_t in_features, float *y, int32_t *sums, int64_t out_features,
                        int64_t threads) {
   int64_t tiles = (tokens + TILE - 1) / TILE, blocks = (in_features + 3) / 4;
-  int by_rows = tiles < threads;
-  int64_t parts = by_rows ? threads : tiles;
+  int64_t parts = kernel_part_count(tiles, threads);
   int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed) if (threads > 1)
   for (int64_t part = 0; part < parts; part++) {
-    int64_t tile_begin = by_rows ? 0 : part, tile_end = by_rows ? tiles : part + 1;
-    int64_t row_begin = by_rows ? part * out_features / parts : 0;
-    int64_t row_end = by_rows ? (part + 1) * out_features / parts : out_features;
+    kernel_part range = kernel_part_of(part, tiles, out_features, threads);
+    int64_t tile_begin = range.tile_begin, tile_end = range.tile_end;
+    int64_t row_begin = range.row_begin, row_end = range.row_end;
     uint8_t *packed = aligned_alloc(64, (size_t)(blocks * TILE * 4 + 64));
     uint8_t *row = malloc((size_t)(blocks * 4 + 16));
     float (*out)[TILE] = aligned_alloc(64, sizeof(float[ROWS][TILE]));

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "kernel_parts.h"
+
 #define TILE 64 /* 8 accumulators of 8 floats: half the AVX2 registers */
 typedef float vec8 __attribute__((vector_size(32), aligned(4)));
 
@@ -43,14 +45,13 @@ int tiled_csr_linear(const int32_t *indptr, const int32_t *columns, const float 
                      const float *x, int64_t x_row_stride, int64_t tokens, int64_t in_features,
                      float *y, int64_t out_features, int64_t threads) {
   int64_t tiles = (tokens + TILE - 1) / TILE;
-  int by_rows = tiles < threads;
-  int64_t parts = by_rows ? threads : tiles;
+  int64_t parts = kernel_part_count(tiles, threads);
   int failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed) if (threads > 1)
   for (int64_t part = 0; part < parts; part++) {
-    int64_t tile_begin = by_rows ? 0 : part, tile_end = by_rows ? tiles : part + 1;
-    int64_t row_begin = by_rows ? part * out_features / parts : 0;
-    int64_t row_end = by_rows ? (part + 1) * out_features / parts : out_features;
+    kernel_part range = kernel_part_of(part, tiles, out_features, threads);
+    int64_t tile_begin = range.tile_begin, tile_end = range.tile_end;
+    int64_t row_begin = range.row_begin, row_end = range.row_end;
     float *packed = aligned_alloc(64, (size_t)in_features * TILE * sizeof(float));
     /* + 1 row: never a zero-size allocation */
     float *out_tile = aligned_alloc(64, (size_t)(row_end - row_begin + 1) * TILE * sizeof(float));
