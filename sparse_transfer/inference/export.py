@@ -38,7 +38,7 @@ PROG = "sparse-transfer export"
 PLAN_FILE = "sparse_inference.json"
 TABLE_FILE = "sparse_inference.md"
 FORMAT = "sparse_transfer.sparse_inference/1"
-MIN_INT8_COSINE = 0.95  # of every output row against the FP32 model's, on the verification inputs
+MIN_INT8_COSINE = 0.95  # of every token's last hidden state against the FP32 model's, on the verification inputs
 
 
 def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] = (1, 32), seq_length: int = 128,
@@ -203,8 +203,9 @@ def _summary(layers: list[dict], token_counts: list[int]) -> dict:
 def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, quantized: bool = False) -> dict:
     """Outputs of the exported model against the same checkpoint on dense FP32 kernels, on random
     token ids at each batch size. FP32 kernels must match to float rounding (a mismatch is a bug);
-    INT8 ones move the outputs: the check records how far (relative error, cosine, same argmax)
-    and refuses an export whose outputs no longer follow the model's."""
+    INT8 ones move the outputs: the check records how far (relative error of the outputs, cosine of
+    every token's last hidden state, same argmax) and refuses an export whose hidden states no longer
+    follow the model's (a classifier's few logits are too few to compare by angle)."""
     dense = load_pretrained(model_path).eval()
     config = dense.config
     length = min(seq_length, getattr(config, "max_position_embeddings", seq_length))
@@ -212,7 +213,9 @@ def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, 
     max_abs_diff, relative, cosine, same_argmax, rows = 0.0, 0.0, 1.0, 0, 0
     for batch in batch_sizes:
         input_ids = torch.randint(0, config.vocab_size, (batch, length), generator=generator)
-        expected, actual = dense(input_ids=input_ids)[0], exported(input_ids=input_ids)[0]
+        expected_out = dense(input_ids=input_ids, output_hidden_states=quantized)
+        actual_out = exported(input_ids=input_ids, output_hidden_states=quantized)
+        expected, actual = expected_out[0], actual_out[0]
         max_abs_diff = max(max_abs_diff, (actual - expected).abs().max().item())
         if not quantized:
             if not torch.allclose(actual, expected, rtol=1e-3, atol=1e-3):
@@ -220,8 +223,11 @@ def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, 
                                    f"at batch {batch}; please report this")
             continue
         relative = max(relative, ((actual - expected).norm() / expected.norm()).item())
+        states = [getattr(out, "hidden_states", None) for out in (actual_out, expected_out)]
+        pair = [s[-1] for s in states] if all(states) else [actual, expected]  # no hidden states: the outputs
+        hidden = F.cosine_similarity(*pair, dim=-1)
+        cosine = min(cosine, hidden.min().item())
         flat_actual, flat_expected = actual.reshape(-1, actual.shape[-1]), expected.reshape(-1, expected.shape[-1])
-        cosine = min(cosine, F.cosine_similarity(flat_actual, flat_expected, dim=-1).min().item())
         same_argmax += int((flat_actual.argmax(-1) == flat_expected.argmax(-1)).sum())
         rows += flat_actual.shape[0]
     result = {"batch_sizes": list(batch_sizes), "seq_length": length, "max_abs_diff": max_abs_diff}
@@ -229,7 +235,7 @@ def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, 
         result.update(max_relative_error=round(relative, 5), min_cosine=round(cosine, 5),
                       same_argmax=round(same_argmax / rows, 5))
         if cosine < MIN_INT8_COSINE:
-            raise ConfigurationError(f"INT8 outputs drift from the FP32 model's (cosine {cosine:.3f} < "
+            raise ConfigurationError(f"INT8 hidden states drift from the FP32 model's (cosine {cosine:.3f} < "
                                      f"{MIN_INT8_COSINE}); export without --quantize for this model")
     return result
 
