@@ -4,6 +4,7 @@ the quantization error of FP32; an INT8 export records how far its outputs move 
 `transformers.pipeline` with the FP32 model's labels."""
 
 import json
+import platform
 
 import pytest
 import torch
@@ -214,3 +215,28 @@ def test_a_sentence_transformers_model_runs_on_the_int8_export(tmp_path):
     expected, actual = fp32.encode(TEXTS, convert_to_tensor=True), int8.encode(TEXTS, convert_to_tensor=True)
     assert actual.shape == expected.shape == (len(TEXTS), 384)
     assert torch.nn.functional.cosine_similarity(actual, expected).min() > 0.99
+
+
+@needs_native
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the flags that switch VNNI / AVX-512 off are x86's")
+@pytest.mark.parametrize("disabled", [["-mno-avx512vnni"], ["-mno-avx512f"]])  # no VNNI; no AVX-512 at all
+def test_the_portable_paths_give_the_same_integers(tmp_path, disabled):
+    import shutil
+    import subprocess
+
+    from sparse_transfer.inference.native import FLAGS, OPENMP, SOURCES, NativeKernels
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    library = tmp_path / "portable.so"
+    subprocess.run([compiler, *FLAGS, *OPENMP, *disabled, *map(str, SOURCES), "-o", str(library)], check=True)
+    portable = NativeKernels(library, openmp=True)
+    assert not portable.has_vnni
+    weight, bias, x = _weight(in_features=70), torch.randn(40), torch.randn(130, 70) * 2
+    packed = Int8BlockWeight.of(weight)
+    for threads in (1, 2):
+        with torch_threads(threads):
+            sums, reference_sums = (torch.empty(130, 40, dtype=torch.int32) for _ in range(2))
+            y, reference = portable.sparse_int8(packed, bias, x, sums), NATIVE.sparse_int8(packed, bias, x, reference_sums)
+        assert torch.equal(sums, reference_sums)
+        torch.testing.assert_close(y, reference, rtol=1e-6, atol=1e-5)  # fused vs separate multiply-add
+    assert all(torch.equal(a, b) for a, b in zip(portable.quantize_rows(x), NATIVE.quantize_rows(x)))
