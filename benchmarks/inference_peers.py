@@ -121,7 +121,7 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     exports = {}
     for name, source, quantize in (("sparse_fp32", "sparse", None), ("sparse_int8", "sparse", "int8"),
                                    ("sparse_int8_1x4", "sparse_1x4", "int8")):
-        out = work / f"export-{name}-threads{threads}"
+        out = work / f"export-{name}-{paths[source].name}-threads{threads}"  # per model, sparsity and threads
         if not (out / "sparse_inference.json").exists():
             print(f"[threads {threads}] exporting {name}", flush=True)
             export_for_inference(str(paths[source]), str(out), BATCH_SIZES, SEQ_LENGTH, threads,
