@@ -36,8 +36,8 @@ class SparseTrainingMixin:
         self.block_path = block_path
         self.masks = MaskedWeights.from_nonzero(model, selection, within=[block_path])
         if not self.masks.masks:
-            raise RecipeError(f"the mask section of recipe {recipe_name!r} selects no weight inside "
-                                     f"{block_path}; check mask.module_types / include / exclude")
+            raise RecipeError(f"the mask section of recipe {recipe_name!r} selects no weight inside {block_path}; "
+                              "check mask.module_types / include / exclude")
         self.masks.attach()
 
     def teacher_on(self, device: torch.device) -> torch.nn.Module:

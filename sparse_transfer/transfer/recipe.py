@@ -79,9 +79,9 @@ def load_recipe(source: str | Path | dict | Recipe | None = None, overrides=None
             return source
         source = source.to_dict()
     values, where = read_sections(source, "transfer", overrides)
-    recipe = build_section(Recipe, values, where, RecipeError)
+    recipe = build_section(Recipe, values, where)
     if recipe.schedule.kind not in SCHEDULE_KINDS:
         raise RecipeError(f"schedule.kind {recipe.schedule.kind!r} in {where} is unknown; use one of {SCHEDULE_KINDS}")
-    check_training_keys(recipe.training, where, RecipeError)
-    recipe.distillation.check(where, RecipeError)
+    check_training_keys(recipe.training, where)
+    recipe.distillation.check(where)
     return recipe

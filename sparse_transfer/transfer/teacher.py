@@ -12,6 +12,7 @@ from sparse_transfer.distillation import logit_loss, mix_with_hardness
 from sparse_transfer.training import freeze
 from sparse_transfer.utils.errors import ConfigurationError
 from sparse_transfer.utils.hub import load_or_explain
+from sparse_transfer.utils.typed_config import RecipeError
 
 
 @dataclass
@@ -24,11 +25,11 @@ class TransferDistillation:
     hardness: float = 1.0  # (1 - hardness) * task loss + hardness * distillation loss
     temperature: float = 5.5  # oBERT's downstream recipes
 
-    def check(self, where: str, error: type[Exception] = ConfigurationError) -> None:
+    def check(self, where: str) -> None:
         if not 0.0 <= self.hardness <= 1.0:
-            raise error(f"distillation.hardness {self.hardness} in {where} must be in [0, 1]")
+            raise RecipeError(f"distillation.hardness {self.hardness} in {where} must be in [0, 1]")
         if self.temperature <= 0:
-            raise error(f"distillation.temperature {self.temperature} in {where} must be > 0")
+            raise RecipeError(f"distillation.temperature {self.temperature} in {where} must be > 0")
 
 
 def load_teacher(source, num_labels: int):

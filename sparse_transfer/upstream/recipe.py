@@ -91,7 +91,7 @@ def load_upstream_recipe(source: str | Path | dict | UpstreamRecipe | None = Non
     if isinstance(source, UpstreamRecipe):
         source = source.to_dict()
     values, where = read_sections(source, "upstream", overrides)
-    recipe = build_section(UpstreamRecipe, values, where, RecipeError)
+    recipe = build_section(UpstreamRecipe, values, where)
     check(recipe, where)
     return recipe
 
@@ -147,4 +147,4 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
         fail(f"distillation.teacher_dtype {distillation.teacher_dtype!r} is unknown; use one of {TEACHER_DTYPES}")
     if not all(0.0 <= f <= 1.0 for f in (data.pair_fraction, data.random_pair_fraction, data.copy_pair_fraction)):
         fail("data.pair_fraction, data.random_pair_fraction and data.copy_pair_fraction must be in [0, 1]")
-    check_training_keys(recipe.training, where, RecipeError)
+    check_training_keys(recipe.training, where)

@@ -23,37 +23,37 @@ class RecipeError(ConfigurationError):
     """A recipe that cannot run: the message names the key, the file and the fix."""
 
 
-def build_section(cls, values: dict, where: str, error: type[Exception] = RecipeError, prefix: str = ""):
+def build_section(cls, values: dict, where: str, prefix: str = ""):
     """`cls(**values)` with nested dataclass sections built recursively and every value
     checked against the field's type hint (ints are accepted for floats)."""
     if not isinstance(values, dict):
-        raise error(f"section '{prefix.rstrip('.') or 'recipe'}' in {where} must be a mapping")
+        raise RecipeError(f"section '{prefix.rstrip('.') or 'recipe'}' in {where} must be a mapping")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            raise error(f"unknown key '{prefix}{key}' in {where}; valid keys: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], where, f"{prefix}{key}", error)
+            raise RecipeError(f"unknown key '{prefix}{key}' in {where}; valid keys: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], where, f"{prefix}{key}")
     return cls(**kwargs)
 
 
-def _coerce(value, hint, where: str, key: str, error: type[Exception]):
+def _coerce(value, hint, where: str, key: str):
     if dataclasses.is_dataclass(hint):
-        return build_section(hint, value or {}, where, error, f"{key}.")
+        return build_section(hint, value or {}, where, f"{key}.")
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         (hint,) = [a for a in args if a is not type(None)]
-        return _coerce(value, hint, where, key, error)
+        return _coerce(value, hint, where, key)
     if origin is list:
         if not isinstance(value, list):
-            raise error(f"key '{key}' in {where} must be a list, got {value!r}")
-        return [_coerce(v, args[0], where, key, error) for v in value]
+            raise RecipeError(f"key '{key}' in {where} must be a list, got {value!r}")
+        return [_coerce(v, args[0], where, key) for v in value]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise error(f"key '{key}' in {where} must be a mapping, got {value!r}")
+            raise RecipeError(f"key '{key}' in {where} must be a mapping, got {value!r}")
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -63,7 +63,7 @@ def _coerce(value, hint, where: str, key: str, error: type[Exception]):
         except ValueError:
             pass
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise error(f"key '{key}' in {where} must be {hint.__name__}, got {value!r}")
+        raise RecipeError(f"key '{key}' in {where} must be {hint.__name__}, got {value!r}")
     return value
 
 
@@ -137,14 +137,14 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def check_training_keys(training: dict, where: str, error: type[Exception] = RecipeError) -> None:
+def check_training_keys(training: dict, where: str) -> None:
     """Every key of a recipe's `training:` section must be a `TrainingArguments` field."""
     from transformers import TrainingArguments
 
     valid = {f.name for f in dataclasses.fields(TrainingArguments)}
     for key in training:
         if key not in valid:
-            raise error(f"unknown key 'training.{key}' in {where}: not a TrainingArguments field")
+            raise RecipeError(f"unknown key 'training.{key}' in {where}: not a TrainingArguments field")
 
 
 class YamlRecipe:

@@ -135,7 +135,7 @@ def load_recipe(source: str | Path | dict, overrides=()) -> VisionRecipe:
     """From a YAML path, the name of a shipped vision recipe (`fashion_mnist_acdc`, ...) or a
     dict; `overrides` as `read_sections` takes them (`["sparsity.target=0.95"]`)."""
     values, where = read_sections(source, "vision", overrides)
-    recipe = build_section(VisionRecipe, values, where, RecipeError)
+    recipe = build_section(VisionRecipe, values, where)
     if recipe.sparsity.method == "pipeline":
         recipe.pipeline.check(recipe.total_epochs)
     return recipe
