@@ -13,6 +13,9 @@ import torch
 from sparse_transfer.utils.errors import ConfigurationError
 
 SCOPES = ("global", "per-layer")
+# The default cap of a global prune: layers initialised or trained at a smaller scale (ModernBERT's
+# output projections) would otherwise be emptied by a global threshold while the total reads 90%.
+MAX_LAYER_SPARSITY = 0.99
 
 
 def parse_block(pattern: str | int | None) -> int:
@@ -44,20 +47,25 @@ def _keep_mask(scores: torch.Tensor, num_pruned: int) -> torch.Tensor:
 
 @torch.no_grad()
 def magnitude_masks(
-    weights: dict[str, torch.Tensor], sparsity: float, scope: str = "global", block: int = 1
+    weights: dict[str, torch.Tensor], sparsity: float, scope: str = "global", block: int = 1,
+    max_layer_sparsity: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Masks (True = kept) pruning the smallest-magnitude weights (or 1 x `block` blocks).
 
-    scope="global": one threshold over all weights together;
-    scope="per-layer": every weight pruned to `sparsity` on its own (uniform)."""
-    if block > 1:
-        return block_masks(weights, sparsity, block, scope)
-    return score_masks({name: w.detach().abs() for name, w in weights.items()}, sparsity, scope)
+    scope="global": one threshold over all weights together, no layer pruned beyond
+    `max_layer_sparsity` (None: no cap); scope="per-layer": every weight pruned to `sparsity`
+    on its own (uniform)."""
+    return score_masks({name: w.detach().abs() for name, w in weights.items()}, sparsity, scope, block,
+                       max_layer_sparsity)
 
 
 @torch.no_grad()
-def score_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "global") -> dict[str, torch.Tensor]:
-    """Like `magnitude_masks`, for any importance scores (higher = keep)."""
+def score_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "global", block: int = 1,
+                max_layer_sparsity: float | None = None) -> dict[str, torch.Tensor]:
+    """Like `magnitude_masks`, for any importance scores (higher = keep; -inf = already pruned)."""
+    if block > 1:  # whole 1 x block groups of input features, ranked by the L2 norm of their scores
+        grouped = score_masks(block_scores(scores, block), sparsity, scope, 1, max_layer_sparsity)
+        return expand_blocks(grouped, scores, block)
     if scope == "per-layer":
         return {
             name: _keep_mask(s.flatten().float(), pruned_count(s.numel(), sparsity)).view_as(s)
@@ -67,14 +75,58 @@ def score_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "
         raise ValueError(f"unknown pruning scope {scope!r}; use one of {SCOPES}")
     if not scores:
         return {}
+    total = sum(s.numel() for s in scores.values())
+    caps = {name: s.numel() if max_layer_sparsity is None else int(max_layer_sparsity * s.numel())
+            for name, s in scores.items()}
+    num_pruned = pruned_count(total, sparsity)
+    if num_pruned > sum(caps.values()):
+        raise ConfigurationError(f"{sparsity:.2%} overall cannot be reached with no layer above "
+                                 f"{max_layer_sparsity:.2%}; raise the per-layer cap above the target")
+    # One global threshold; a layer it would prune beyond its cap is pruned to the cap and the
+    # rest of the budget goes to the other layers by the same threshold (repeat until none is over).
+    capped: set[str] = set()
+    while True:
+        free = [name for name in scores if name not in capped]
+        budget = num_pruned - sum(caps[name] for name in capped)
+        masks = _global_keep({name: scores[name] for name in free}, budget)
+        over = {name for name in free if scores[name].numel() - int(masks[name].sum()) > caps[name]}
+        if not over:
+            break
+        capped |= over
+    for name in capped:
+        masks[name] = _keep_mask(scores[name].flatten().float(), caps[name]).view_as(scores[name])
+    return {name: masks[name] for name in scores}
+
+
+def _global_keep(scores: dict[str, torch.Tensor], num_pruned: int) -> dict[str, torch.Tensor]:
+    """Masks pruning the `num_pruned` lowest scores over all tensors together."""
+    if not scores:
+        return {}
     device = next(iter(scores.values())).device
     flat = torch.cat([s.flatten().float().to(device) for s in scores.values()])
-    keep = _keep_mask(flat, pruned_count(flat.numel(), sparsity))
+    keep = _keep_mask(flat, num_pruned)
     masks, offset = {}, 0
     for name, s in scores.items():
         masks[name] = keep[offset : offset + s.numel()].view_as(s).to(s.device)
         offset += s.numel()
     return masks
+
+
+def capped_layers(report: dict, max_layer_sparsity: float) -> list[str]:
+    """The layers of a sparsity report pruned up to the per-layer cap."""
+    return [name for name, layer in report["layers"].items()
+            if layer["zeros"] >= int(max_layer_sparsity * layer["numel"])]
+
+
+def layer_extremes(report: dict) -> str:
+    """The least and the most sparse layer of a sparsity report, as one phrase."""
+    layers = report["layers"]
+    if not layers:
+        return "no layer"
+    low = min(layers, key=lambda name: layers[name]["sparsity"])
+    high = max(layers, key=lambda name: layers[name]["sparsity"])
+    return (f"per layer {100 * layers[low]['sparsity']:.2f}% ({low}) to "
+            f"{100 * layers[high]['sparsity']:.2f}% ({high})")
 
 
 @torch.no_grad()
@@ -138,5 +190,4 @@ def block_masks(
 ) -> dict[str, torch.Tensor]:
     """Block masks: blocks of `block` consecutive input channels are kept or pruned
     together, ranked by their L2 norm; exactly round(sparsity * blocks) blocks go."""
-    scores = block_scores({name: w.detach().abs() for name, w in weights.items()}, block)
-    return expand_blocks(score_masks(scores, sparsity, scope), weights, block)
+    return magnitude_masks(weights, sparsity, scope, block)

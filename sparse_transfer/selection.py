@@ -18,11 +18,15 @@ from torch import nn
 class Selection:
     """Pick the `.weight` of every module whose class (or a base class) is named in
     `module_types`, whose name matches one of `include` (all when empty) and none of
-    `exclude`. Patterns are regular expressions searched in the module name."""
+    `exclude`. Patterns are regular expressions searched in the module name.
+
+    `block_path` names the encoder's stack of transformer blocks (NLP workflows select inside
+    it; found automatically when empty, see `encoders.find_blocks`)."""
 
     module_types: list[str] = field(default_factory=lambda: ["Linear"])
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    block_path: str | None = None
 
     def select(self, model: nn.Module, within: Sequence[str] | None = None) -> dict[str, nn.Parameter]:
         """Return `{"<module>.weight": parameter}` in model order.

@@ -86,3 +86,35 @@ SENTENCES = [
     "he painted the old fence red.", "children played near the school.", "the train left the station late.",
     "a small boat drifted on the lake.", "the market opens at dawn.", "snow covered the mountain path.",
 ]
+
+
+def tiny_encoder_config(family: str, num_labels: int = 2):
+    """A tiny random config of one encoder family (no download): 2 blocks of width 16
+    (ModernBERT: 3, so that its global attention layers occur)."""
+    import transformers
+
+    common = dict(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                  max_position_embeddings=64, num_labels=num_labels)
+    configs = {
+        "bert": lambda: transformers.BertConfig(**common),
+        "electra": lambda: transformers.ElectraConfig(embedding_size=8, **common),
+        "albert": lambda: transformers.AlbertConfig(embedding_size=8, **common),
+        "deberta-v2": lambda: transformers.DebertaV2Config(relative_attention=True, position_buckets=8, **common),
+        "mpnet": lambda: transformers.MPNetConfig(**common),
+        "modernbert": lambda: transformers.ModernBertConfig(
+            **{**common, "num_hidden_layers": 3}, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1,
+            sep_token_id=2),
+        "mobilebert": lambda: transformers.MobileBertConfig(**common, embedding_size=8, intra_bottleneck_size=8),
+        "squeezebert": lambda: transformers.SqueezeBertConfig(
+            **common, embedding_size=16, q_groups=1, k_groups=1, v_groups=1, post_attention_groups=1,
+            intermediate_groups=1, output_groups=1),
+    }
+    return configs[family]()
+
+
+def tiny_encoder(family: str, head: bool = True, seed: int = 0):
+    """A tiny random model of `family`, with a sequence-classification head or bare."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    return (AutoModelForSequenceClassification if head else AutoModel).from_config(tiny_encoder_config(family))

@@ -27,5 +27,5 @@ def test_recipes_lists_the_shipped_recipes_by_workflow(capsys):
 
 def test_a_subcommand_gets_the_rest_of_the_command_line(capsys, tmp_path):
     assert main(["prune", "--model", str(tmp_path), "--sparsity", "1.5", "--output", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.splitlines() == ["sparse-transfer prune: error: --sparsity must be in [0, 1), got 1.5"]
+    assert capsys.readouterr().err.splitlines() == ["sparse-transfer prune: error: --sparsity must be in (0, 1), got 1.5"]
     assert not (tmp_path / "o").exists()

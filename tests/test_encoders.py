@@ -32,7 +32,7 @@ def test_blocks_are_found_in_common_encoders(config, path):
 def test_explicit_block_path_and_clear_errors():
     model = tiny_sparse_bert()
     assert find_blocks(model, "bert.encoder.layer")[0] == "bert.encoder.layer"
-    with pytest.raises(UnknownArchitectureError, match="block_path 'bert.nothing' is not an nn.ModuleList"):
+    with pytest.raises(UnknownArchitectureError, match="block path .bert.nothing. is not a module list"):
         find_blocks(model, "bert.nothing")
     with pytest.raises(UnknownArchitectureError, match="cannot find the transformer blocks of Linear"):
         find_blocks(torch.nn.Linear(2, 2))

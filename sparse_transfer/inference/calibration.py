@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -91,6 +92,19 @@ def sparse_layers(model: nn.Module) -> dict[str, dict]:
     return MaskedWeights.from_nonzero(model).report()["layers"]
 
 
+def sparse_layers_of_other_types(model: nn.Module, min_sparsity: float) -> dict[str, str]:
+    """{module name: class name} of the non-Linear layers (Conv1d, transformers' Conv1D, ...) whose
+    weight has at least `min_sparsity` zeros: pruned, but no kernel here runs them."""
+    found = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, (nn.Linear, nn.Embedding)) or not isinstance(weight, nn.Parameter) or weight.dim() < 2:
+            continue
+        if float((weight == 0).float().mean()) >= min_sparsity:
+            found[name] = type(module).__name__
+    return found
+
+
 def _group_key(entry: dict) -> tuple[int, int, float]:
     out_features, in_features = entry["shape"]
     return out_features, in_features, round(round(entry["sparsity"] / SPARSITY_BUCKET) * SPARSITY_BUCKET, 2)
@@ -107,6 +121,16 @@ def plan_layers(model: nn.Module, token_counts: list[int], min_sparsity: float =
     if force_kernel in KERNELS and KERNELS[force_kernel].quantized and quantize != "int8":
         raise ConfigurationError(f"kernel {force_kernel} is INT8: add --quantize int8")
     layers = sparse_layers(model)
+    unsupported = sparse_layers_of_other_types(model, min_sparsity)
+    if unsupported:
+        first = next(iter(unsupported))
+        message = (f"{len(unsupported)} sparse layers of {type(model).__name__} are "
+                   f"{'/'.join(sorted(set(unsupported.values())))} modules (e.g. {first}), which the export's kernels "
+                   "do not run")
+        if not any(entry["sparsity"] >= min_sparsity for entry in layers.values()):
+            raise ConfigurationError(f"{message}: nothing to export; serve the checkpoint with from_pretrained "
+                                     "(dense kernels)")
+        warnings.warn(f"{message}: they stay dense", stacklevel=2)
     if quantize is None and not any(entry["sparsity"] >= min_sparsity for entry in layers.values()):
         sparsest = max((entry["sparsity"] for entry in layers.values()), default=0.0)
         raise ConfigurationError(

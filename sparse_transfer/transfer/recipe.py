@@ -34,7 +34,6 @@ class ScheduleConfig:
     epochs_per_stage: int = 1
     final_stage_epochs: int = 1
     epochs: int = 3  # dense kind only
-    block_path: str | None = None  # auto-detected when empty
     unfreeze_blocks: int | None = None  # unfreeze only the last U blocks (default: all)
     freeze_embeddings: bool = True
 

@@ -32,6 +32,7 @@ from transformers import (
     enable_full_determinism,
     set_seed,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
 from sparse_transfer.glue.custom import resolve_task
 from sparse_transfer.glue.data import load_glue, load_test, tokenize
@@ -45,6 +46,7 @@ from sparse_transfer.transfer.grid import (
 )
 from sparse_transfer.transfer.recipe import load_recipe
 from sparse_transfer.transfer.trainer import SparseTransferTrainer
+from sparse_transfer.transfer.unfreezing import stage_plan_text
 from sparse_transfer.transfer.verdict import loss_key, training_verdict
 from sparse_transfer.utils.arguments import (
     as_argv,
@@ -108,6 +110,11 @@ class SparseTransferArguments:
     teacher: str | None = field(default=None, metadata={"help": "distill from this dense model fine-tuned on the "
                                                                  "task (the recipe's distillation.teacher)"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "replace results already in output_dir"})
+    block_path: str | None = field(default=None, metadata={"help": "dotted path of the transformer blocks, from the "
+                                                                    "model or its base encoder (the recipe's "
+                                                                    "mask.block_path; found automatically)"})
+    module_types: list[str] | None = field(default=None, metadata={"help": "class names of the masked, staged layers "
+                                                                           "(the recipe's mask.module_types; Linear)"})
 
 
 def script_defaults(task_name: str, recipe_name: str) -> dict:
@@ -133,7 +140,7 @@ def parse_arguments(argv: list[str]):
                         data_args.problem_type, model_args.cache_dir)
     if "metric_for_best_model" in given_flags(argv):
         task = task.with_main_metric(training_args.metric_for_best_model)
-    recipe = load_recipe(st_args.recipe)
+    recipe = load_recipe(st_args.recipe, {"mask.block_path": st_args.block_path, "mask.module_types": st_args.module_types})
     defaults = {**script_defaults(task.name, recipe.name), **recipe.training}
     defaults["metric_for_best_model"] = main_metric_key(task).removeprefix("eval_")
     defaults["greater_is_better"] = True
@@ -159,6 +166,10 @@ def check_hub(model_args: ModelArguments, data_args: DataArguments, st_args, tas
 def load_model(model_args: ModelArguments, task):
     config = load_or_explain(lambda name: AutoConfig.from_pretrained(name, cache_dir=model_args.cache_dir),
                              model_args.model_name_or_path, "--model_name_or_path")
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ConfigurationError(
+            f"model {model_args.model_name_or_path} is a {config.model_type!r} model, for which transformers has no "
+            "sequence-classification head; use an encoder that has one (BERT, RoBERTa, DeBERTa, ModernBERT, ...)")
     has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     if has_head and config.num_labels != task.num_labels and not model_args.ignore_mismatched_sizes:
         raise ConfigurationError(
@@ -217,6 +228,8 @@ def train_and_report(model_args, data_args, st_args, training_args, task, recipe
         model, training_args, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer,
         data_collator=collator, compute_metrics=metrics_function(task), recipe=recipe, teacher=st_args.teacher,
     )
+    if trainer.is_world_process_zero():
+        print(stage_plan_text(trainer.stage_plan))
     if checkpoint:
         print(f"[sparse-transfer] resuming {output_dir} from {checkpoint}")
     train_result = trainer.train(resume_from_checkpoint=checkpoint)

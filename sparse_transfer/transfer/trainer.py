@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import warnings
 
 import yaml
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from sparse_transfer.encoders import find_blocks
+from sparse_transfer.encoders import find_blocks, shared_blocks
 from sparse_transfer.schedules import rewinding_scheduler
 from sparse_transfer.training import SparseTrainingMixin
 from sparse_transfer.transfer.recipe import Recipe, load_recipe
@@ -26,9 +27,14 @@ from sparse_transfer.transfer.teacher import (
 )
 from sparse_transfer.transfer.unfreezing import ParameterGroups, Stage
 from sparse_transfer.utils.errors import ConfigurationError
+from sparse_transfer.utils.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
+STAGE_PLAN_NAME = "stage_plan.json"
+# how a user sets the blocks and their module types, for the advice in errors
+RECIPE_FLAGS = ("the recipe's mask.block_path (run_glue.py: --block_path)",
+                "the recipe's mask.module_types (run_glue.py: --module_types)")
 _DEFAULT_EPOCHS = TrainingArguments.__dataclass_fields__["num_train_epochs"].default
 
 
@@ -45,8 +51,8 @@ class SparseTransferTrainer(SparseTrainingMixin, Trainer):
         if model is None:
             raise ConfigurationError("SparseTransferTrainer needs `model` (model_init is not supported: the mask is read from it)")
         self.recipe: Recipe = load_recipe(recipe)
-        schedule = self.recipe.schedule
-        block_path, blocks = find_blocks(model, schedule.block_path)
+        schedule, mask = self.recipe.schedule, self.recipe.mask
+        block_path, blocks = find_blocks(model, mask.block_path, mask.module_types, RECIPE_FLAGS)
         args = args if args is not None else TrainingArguments(output_dir="trainer_output")
         if schedule.kind == "dense" and args.num_train_epochs != _DEFAULT_EPOCHS:
             schedule = dataclasses.replace(schedule, epochs=int(args.num_train_epochs))
@@ -56,9 +62,16 @@ class SparseTransferTrainer(SparseTrainingMixin, Trainer):
         self._check_args(args)
         args.num_train_epochs = self.plan.total_epochs
 
-        self.parameter_groups = ParameterGroups.of(model, block_path, blocks)
+        self.parameter_groups = ParameterGroups.of(model, block_path, blocks, mask.module_types)
         self.train_embeddings = not schedule.freeze_embeddings
-        self.fix_masks(model, self.recipe.mask, block_path, self.recipe.name)
+        self.fix_masks(model, mask, block_path, self.recipe.name)
+        self.stage_plan = {
+            "model": type(model).__name__, "recipe": self.recipe.name, "block_path": block_path,
+            "module_types": list(mask.module_types), "shared_blocks": shared_blocks(model, blocks),
+            **self.parameter_groups.describe(self.plan, self.train_embeddings),
+        }
+        if self.stage_plan["shared_blocks"]:
+            warnings.warn(self.stage_plan["shared_blocks"], stacklevel=2)
         sparsity = self.masks.mask_sparsity()
         if sparsity == 0.0:
             warnings.warn(
@@ -111,10 +124,12 @@ class SparseTransferTrainer(SparseTrainingMixin, Trainer):
             self.current_stage = stage
             blocks = ",".join(map(str, stage.trainable_blocks)) or "none"
             logger.info(
-                "Stage %d/%d: Linear weights of blocks [%s] trainable, %d trainable parameters",
+                "Stage %d/%d: weights of blocks [%s] trainable, %d trainable parameters",
                 stage.index, len(self.plan.stages) - 1, blocks, trainable,
             )
+            # which blocks, not only how many: the lowest trainable one (-1: none) pins the set
             self.log({"stage": stage.index, "trainable_blocks": len(stage.trainable_blocks),
+                      "lowest_trainable_block": min(stage.trainable_blocks, default=-1),
                       "trainable_params": trainable})
 
     # -- optimizer and LR -----------------------------------------------------------------
@@ -179,6 +194,10 @@ class SparseTransferTrainer(SparseTrainingMixin, Trainer):
 class _StageCallback(TrainerCallback):
     def __init__(self, trainer: SparseTransferTrainer):
         self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_json_atomic(os.path.join(args.output_dir, STAGE_PLAN_NAME), self.trainer.stage_plan)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.trainer._enter_stage(state.global_step)

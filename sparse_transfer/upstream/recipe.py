@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparse_transfer.distillation import EMBEDDING_LOSSES, DistillationConfig
-from sparse_transfer.pruning import SCOPES, parse_block
+from sparse_transfer.pruning import MAX_LAYER_SPARSITY, SCOPES, parse_block
 from sparse_transfer.utils.errors import ConfigurationError
 from sparse_transfer.selection import Selection
 from sparse_transfer.utils.typed_config import (
@@ -45,6 +45,7 @@ class PruningConfig:
     initial_sparsity: float = 0.0  # reached in one shot at the first pruning step
     criterion: str = "magnitude"
     scope: str = "global"  # or per-layer (uniform)
+    max_layer_sparsity: float = MAX_LAYER_SPARSITY  # global scope: no layer pruned beyond this
     start: float = 0.0  # fraction of the optimizer steps at which pruning starts
     end: float = 0.7  # fraction at which the target is reached; the mask is fixed after
     every: int = 100  # optimizer steps between pruning steps
@@ -106,6 +107,8 @@ def check(recipe: UpstreamRecipe, where: str) -> None:
         fail(f"pruning.sparsity must be in (0, 1), got {pruning.sparsity}")
     if not 0.0 <= pruning.initial_sparsity <= pruning.sparsity:
         fail(f"pruning.initial_sparsity must be in [0, sparsity={pruning.sparsity}], got {pruning.initial_sparsity}")
+    if not pruning.sparsity <= pruning.max_layer_sparsity < 1.0:
+        fail(f"pruning.max_layer_sparsity must be in [pruning.sparsity, 1), got {pruning.max_layer_sparsity}")
     if pruning.criterion not in CRITERIA:
         fail(f"pruning.criterion {pruning.criterion!r} is unknown; use one of {CRITERIA}")
     if pruning.scope not in SCOPES:

@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from sparse_transfer.encoders import load_pretrained
+from sparse_transfer.pruning import capped_layers, layer_extremes
 from sparse_transfer.upstream.data import read_documents, tokenized_corpus
 from sparse_transfer.upstream.recipe import UpstreamRecipe, load_upstream_recipe
 from sparse_transfer.upstream.trainer import UpstreamPruningTrainer
@@ -53,6 +54,11 @@ class UpstreamArguments:
     recipe: str = field(default=DEFAULT_RECIPE, metadata={"help": "a shipped upstream recipe's name (sparse-transfer recipes) or a YAML file"})
     criterion: str | None = field(default=None, metadata={"help": "magnitude or obs (overrides the recipe's)"})
     max_seq_length: int | None = field(default=None, metadata={"help": "overrides the recipe's data.max_seq_length"})
+    block_path: str | None = field(default=None, metadata={"help": "dotted path of the transformer blocks, from the "
+                                                                    "model or its base encoder (recipe mask.block_path; "
+                                                                    "found automatically)"})
+    module_types: list[str] | None = field(default=None, metadata={"help": "class names of the layers to prune "
+                                                                           "(recipe mask.module_types; Linear)"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first N examples of the corpus"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "replace a finished run in output_dir"})
 
@@ -114,6 +120,8 @@ def write_outputs(trainer: UpstreamPruningTrainer, run: UpstreamArguments, train
     plot_steps(rows, {"sparsity": ["sparsity"], "learning rate": ["learning_rate"]},
                os.path.join(output_dir, "sparsity.png"), title)
     report = trainer.sparsity_report()
+    pruning = trainer.recipe.pruning
+    capped = capped_layers(report, pruning.max_layer_sparsity) if pruning.scope == "global" else []
     results = {
         "model": run.model, "corpus": run.train_file or run.dataset_name, "examples": examples,
         "recipe": trainer.recipe.name, "criterion": trainer.recipe.pruning.criterion,
@@ -121,11 +129,14 @@ def write_outputs(trainer: UpstreamPruningTrainer, run: UpstreamArguments, train
         "mask_violations": report["mask_violations"], "steps": trainer.state.global_step,
         "pruning_steps": list(trainer.pruning_steps.targets), "train_runtime_s": train_metrics.get("train_runtime"),
         "final_loss_terms": {key: rows[-1][key] for key in terms} if rows else {},
+        "layers_at_max_layer_sparsity": capped,
     }
     write_json_atomic(os.path.join(output_dir, RESULTS_NAME), results)
     print(markdown_table(["model", "criterion", "steps", "sparsity", "violations", "runtime (s)"],
                          [[run.model, results["criterion"], results["steps"], f"{100 * results['sparsity']:.2f}%",
                            results["mask_violations"], round(results["train_runtime_s"] or 0)]]))
+    print(f"{layer_extremes(report)}; {len(capped)} of {len(report['layers'])} layers at pruning.max_layer_sparsity "
+          f"{pruning.max_layer_sparsity}")
     return results
 
 
@@ -139,7 +150,9 @@ def parse_arguments(argv: list[str]):
     given, _ = parser.parse_known_args(args=argv)
     recipe = load_upstream_recipe(given.recipe, {"pruning.sparsity": given.sparsity,
                                                  "pruning.criterion": given.criterion,
-                                                 "data.max_seq_length": given.max_seq_length})
+                                                 "data.max_seq_length": given.max_seq_length,
+                                                 "mask.block_path": given.block_path,
+                                                 "mask.module_types": given.module_types})
     run, training_args = parser.parse_args_into_dataclasses(args=with_defaults(argv, script_defaults(recipe)))
     return run, training_args, recipe
 

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback
 from sparse_transfer.distillation import distillation_terms, weighted_sum
 from sparse_transfer.encoders import find_blocks
 from sparse_transfer.obs import BlockFisherInverse, fisher_bytes
-from sparse_transfer.pruning import block_scores, expand_blocks, parse_block, score_masks
+from sparse_transfer.pruning import block_scores, layer_extremes, parse_block, score_masks
 from sparse_transfer.schedules import PruningSteps, rewinding_scheduler
 from sparse_transfer.training import SparseTrainingMixin, freeze
 from sparse_transfer.upstream.recipe import UpstreamRecipe, load_upstream_recipe
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 MASKS_NAME = "pruning_masks.safetensors"
 FISHER_MEMORY_SHARE = 0.8  # of the memory available now
 GRADIENTS_PER_UPDATE = 8  # gradients held before they go into the Fisher inverse together
+# how a user sets the blocks and their module types, for the advice in errors
+RECIPE_FLAGS = ("the recipe's mask.block_path (sparse-transfer upstream: --block_path)",
+                "the recipe's mask.module_types (sparse-transfer upstream: --module_types)")
 
 
 def available_memory(device: torch.device) -> int:
@@ -62,7 +65,9 @@ class UpstreamPruningTrainer(SparseTrainingMixin, Trainer):
 
     def __init__(self, model, args=None, *, teacher, recipe=None, **kwargs):
         self.recipe: UpstreamRecipe = load_upstream_recipe(recipe)
-        self.fix_masks(model, self.recipe.mask, find_blocks(model)[0], self.recipe.name)
+        mask = self.recipe.mask
+        self.fix_masks(model, mask, find_blocks(model, mask.block_path, mask.module_types, RECIPE_FLAGS)[0],
+                       self.recipe.name)
         block = parse_block(self.recipe.pruning.block)
         if block > 1:  # a block that does not divide a layer fails now, not at the first pruning step
             block_scores({name: w.detach().abs() for name, w in self.masks.weights().items()}, block)
@@ -207,18 +212,15 @@ class UpstreamPruningTrainer(SparseTrainingMixin, Trainer):
             scores = {name: w.detach().abs().float() for name, w in weights.items()}
         for name, score in scores.items():
             score[~self.masks.masks[name].to(score.device)] = float("-inf")  # pruned stays pruned
-        block = parse_block(pruning.block)
-        if block > 1:  # whole 1 x block groups of input features, ranked by their L2 norm
-            masks = expand_blocks(score_masks(block_scores(scores, block), sparsity, pruning.scope), scores, block)
-        else:
-            masks = score_masks(scores, sparsity, pruning.scope)
+        masks = score_masks(scores, sparsity, pruning.scope, parse_block(pruning.block), pruning.max_layer_sparsity)
         masks = {name: mask.to(self.masks.masks[name].device) & self.masks.masks[name] for name, mask in masks.items()}
         if pruning.criterion == "obs":
             for name, w in weights.items():
                 w.add_(fishers[name].pruning_update(w, ~masks[name]))
         self.masks.set_masks(masks)
         self.masks.apply_()
-        logger.info("step %d: pruned to %.2f%% (%s)", step, 100 * self.masks.mask_sparsity(), pruning.criterion)
+        logger.info("step %d: pruned to %.2f%% (%s), %s", step, 100 * self.masks.mask_sparsity(), pruning.criterion,
+                    layer_extremes(self.masks.report()))
 
     def fisher_inverses(self, step: int) -> dict[str, BlockFisherInverse]:
         """The block Fisher inverse of every masked weight from `num_grads` gradients of

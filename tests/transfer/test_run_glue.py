@@ -34,7 +34,7 @@ def test_single_run_writes_every_output_file(tiny_model_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("eval_results.json", "all_results.json", "epoch_metrics.csv", "trainer_state.json",
                  "sparsity_report.json", "recipe.yaml", "eval_curves.png", "lr_schedule.png", "model.safetensors",
-                 "config.json", "tokenizer.json"):
+                 "config.json", "tokenizer.json", "stage_plan.json"):
         assert (out / name).is_file(), name
     results = json.loads((out / "eval_results.json").read_text())
     assert results["task"] == "rte" and results["recipe"] == "gradual_unfreeze"
@@ -51,6 +51,9 @@ def test_single_run_writes_every_output_file(tiny_model_dir, tmp_path):
     report = json.loads((out / "sparsity_report.json").read_text())
     assert report["mask_violations"] == 0 and report["global_sparsity"] == 0.5
     assert "| rte | gradual_unfreeze |" in result.stdout
+    assert "stage 1 (epochs 2-2): blocks [1] + always; frozen: embedding_path;" in result.stdout
+    plan = json.loads((out / "stage_plan.json").read_text())
+    assert [stage["trainable_blocks"] for stage in plan["stages"]] == [[], [1], [0, 1], [0, 1]]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{2 * results['best']['epoch']}")
 
@@ -67,6 +70,11 @@ def test_single_run_writes_every_output_file(tiny_model_dir, tmp_path):
     (["--task", "wnli"], "task wnli is excluded"),
     (["--task", "squad"], "unknown task 'squad'"),
     (["--data_dir", "/nonexistent"], "data directory /nonexistent/RTE not found"),
+    (["--block_path", "bert.encoder"], "block path 'bert.encoder' is not a module list in "
+                                       "BertForSequenceClassification; set the recipe's mask.block_path (run_glue.py: "
+                                       "--block_path)"),
+    (["--module_types", "Conv1d"], "its blocks hold Linear weights: set the recipe's mask.module_types (run_glue.py: "
+                                   "--module_types) to Linear"),
     (["--recipe", "/nonexistent.yaml"], "recipe /nonexistent.yaml does not exist; give a YAML path or one of the transfer recipes: dense_transfer, extended_dense_transfer, gradual_unfreeze, gradual_unfreeze_distill"),
 ])
 def test_bad_input_exits_2_with_one_line(tiny_model_dir, tmp_path, extra, message):

@@ -199,7 +199,8 @@ def test_bad_recipe_and_architecture_errors_name_the_problem_and_fix(tmp_path):
         SparseTransferTrainer(tiny_sparse_bert(), make_args(tmp_path), recipe={"schedule": {"unfreeze_blocks": 12}})
     with pytest.raises(ValueError, match=r"cannot find the transformer blocks of Sequential.*block_path"):
         SparseTransferTrainer(torch.nn.Sequential(torch.nn.Linear(2, 2)), make_args(tmp_path), recipe=RECIPE)
-    with pytest.raises(ValueError, match=r"block_path 'bert.encoder' is not an nn.ModuleList"):
-        SparseTransferTrainer(tiny_sparse_bert(), make_args(tmp_path), recipe={"schedule": {"block_path": "bert.encoder"}})
+    with pytest.raises(ValueError, match=r"block path 'bert.encoder' is not a module list.*set the recipe's "
+                                         r"mask.block_path \(run_glue.py: --block_path\).*bert.encoder.layer \(2\)"):
+        SparseTransferTrainer(tiny_sparse_bert(), make_args(tmp_path), recipe={"mask": {"block_path": "bert.encoder"}})
     with pytest.raises(ValueError, match="max_steps=3 cannot be combined"):
         SparseTransferTrainer(tiny_sparse_bert(), make_args(tmp_path, max_steps=3), recipe=RECIPE)

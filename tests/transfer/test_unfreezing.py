@@ -10,8 +10,8 @@ def test_parameter_roles_of_a_bert():
     model = tiny_sparse_bert(num_layers=2)
     path, blocks = find_blocks(model)
     groups = ParameterGroups.of(model, path, blocks)
-    assert [len(w) for w in groups.block_linear_weights] == [6, 6]  # q, k, v, attn out, intermediate, out
-    assert {n for n, _ in groups.embeddings} == {f"bert.embeddings.{e}_embeddings.weight"
+    assert [len(w) for w in groups.block_weights] == [6, 6]  # q, k, v, attn out, intermediate, out
+    assert {n for n, _ in groups.embedding_path} == {f"bert.embeddings.{e}_embeddings.weight"
                                                  for e in ("word", "position", "token_type")}
     always = {n for n, _ in groups.always}
     assert "classifier.weight" in always and "bert.pooler.dense.weight" in always

@@ -84,6 +84,16 @@ def test_per_layer_scope_prunes_every_layer_exactly(tiny_dense_dir, small_corpus
         assert int((~mask).sum()) == round(0.75 * mask.numel()), name
 
 
+def test_a_cap_at_the_target_holds_every_layer_to_it(tiny_dense_dir, small_corpus, tmp_path):
+    # the cap equal to the target leaves no room above it: the global prune becomes uniform
+    trainer = _trainer(tiny_dense_dir, small_corpus, tmp_path / "out", _recipe(max_layer_sparsity=0.75), max_steps=6)
+    trainer.train()
+    assert {name: int((~mask).sum()) for name, mask in trainer.masks.masks.items()} == {
+        name: int(0.75 * mask.numel()) for name, mask in trainer.masks.masks.items()}
+    with pytest.raises(ConfigurationError, match=r"pruning.max_layer_sparsity must be in \[pruning.sparsity, 1\)"):
+        load_upstream_recipe(_recipe(max_layer_sparsity=0.5))
+
+
 def test_block_pruning_prunes_whole_1x4_blocks_exactly_and_never_revives_one(tiny_dense_dir, small_corpus, tmp_path):
     trainer = _trainer(tiny_dense_dir, small_corpus, tmp_path / "out", _recipe(block="1x4"))
     recorder = _Recorder(trainer)
@@ -231,7 +241,10 @@ def _no_blocks_model(tmp_path):
     ("missing corpus", "does not exist"),
     ("empty corpus", "holds no text"),
     ("sparsity", "pruning.sparsity must be in (0, 1)"),
-    ("no blocks", "cannot find the transformer blocks"),
+    ("no blocks", "its blocks hold Conv1D weights: set the recipe's mask.module_types (sparse-transfer upstream: "
+                  "--module_types) to Conv1D"),
+    ("block path", "block path 'encoder' is not a module list in BertModel; set the recipe's mask.block_path "
+                   "(sparse-transfer upstream: --block_path)"),
     ("unknown loss term", "unknown key 'distillation.kl_everything'"),
     ("fisher too big", "the oBS Fisher needs"),
 ])
@@ -246,6 +259,8 @@ def test_bad_input_gets_one_line_and_exit_2(tiny_dense_dir, small_corpus, tmp_pa
         extra = ["--sparsity", "1.5"]
     elif case == "no blocks":
         model = _no_blocks_model(tmp_path)
+    elif case == "block path":
+        extra = ["--block_path", "encoder"]
     elif case == "unknown loss term":
         recipe = tmp_path / "r.yaml"
         recipe.write_text("distillation: {kl_everything: 1.0}\n")
