@@ -22,6 +22,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.activations import GELUActivation
 
 from sparse_transfer.encoders import copy_tokenizer, load_pretrained
 from sparse_transfer.inference.calibration import QUANTIZE, plan_layers, torch_threads
@@ -128,7 +129,18 @@ def apply_plan(model: nn.Module, report: dict) -> None:
         kernels = {tokens: _runnable(kernel, layer, tokens) for tokens, kernel in kernels.items()}
         parent_name, _, child_name = layer["name"].rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child_name, SparseLinear(linear, kernels))
+        gelu = _gelu_follows(parent, child_name)
+        if gelu:  # the layer computes the activation (in its INT8 kernel): the parent's own call does nothing
+            parent.intermediate_act_fn = nn.Identity()
+        setattr(parent, child_name, SparseLinear(linear, kernels, gelu=gelu))
+
+
+def _gelu_follows(parent: nn.Module, child_name: str) -> bool:
+    """Whether `parent` is a BERT-style FFN input (`dense` then `intermediate_act_fn`, exact erf GELU:
+    BERT, RoBERTa, ELECTRA, MiniLM), whose activation the layer can compute itself."""
+    activation = getattr(parent, "intermediate_act_fn", None)
+    return (child_name == "dense" and isinstance(activation, GELUActivation)
+            and getattr(activation, "act", None) is F.gelu)
 
 
 def _runnable(kernel: str, layer: dict, tokens: int) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import scipy.sparse
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sparse_transfer.inference.native import load_native
@@ -36,6 +37,8 @@ class Kernel:
     block_size: int = 1  # both weight dimensions must be multiples of it
     unavailable_reason: Callable[[], str | None] = lambda: None  # why this machine cannot run it
     quantized: bool = False  # INT8: a candidate only for an INT8 export
+    # (format, x, bias) -> GELU(y) computed inside the kernel; None: GELU runs after it
+    apply_gelu: Callable[[object, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
     def supports(self, shape: tuple[int, int]) -> bool:
         return all(size % self.block_size == 0 for size in shape)
@@ -146,7 +149,7 @@ KERNELS: dict[str, Kernel] = {
         Kernel("dense_int8", _dense_int8_prepare, _dense_int8_apply, unavailable_reason=_dense_int8_unavailable,
                quantized=True),
         Kernel("sparse_int8", Int8BlockWeight.of, _sparse_int8_apply, unavailable_reason=_native_unavailable,
-               quantized=True),
+               quantized=True, apply_gelu=lambda weight, x, bias: load_native().sparse_int8(weight, bias, x, gelu=True)),
     ]
 }
 KERNEL_NAMES = (DENSE, *KERNELS)
@@ -163,13 +166,16 @@ class SparseLinear(nn.Linear):
     It keeps the dense `weight` Parameter (the state dict, `save_pretrained` and training are
     unchanged) plus each chosen kernel's copy of it. Inputs the sparse kernels do not cover
     (not float32 on CPU, or a forward that needs gradients) take the dense path. The sparse
-    copies are made once: change `weight` afterwards and they are stale.
+    copies are made once: change `weight` afterwards and they are stale. With `gelu` the layer
+    returns GELU of its output (the FFN activation that follows it, moved in here): inside the
+    kernel where it can, after it elsewhere.
     """
 
-    def __init__(self, linear: nn.Linear, kernel_by_tokens: dict[int, str]):
+    def __init__(self, linear: nn.Linear, kernel_by_tokens: dict[int, str], gelu: bool = False):
         nn.Module.__init__(self)  # nn.Linear.__init__ would allocate a new weight: share the loaded one
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
+        self.gelu = gelu
         self.kernel_by_tokens = dict(sorted(kernel_by_tokens.items()))
         with torch.no_grad():
             weight = self.weight.detach().float().contiguous()
@@ -182,16 +188,23 @@ class SparseLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
         if needs_grad or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
-            return super().forward(x)
+            return self._activated(super().forward(x))
         x2d = x.reshape(-1, self.in_features)
         name = self.kernel_for(max(1, x2d.shape[0]))
         if name == DENSE:
-            return super().forward(x)
+            return self._activated(super().forward(x))
         if x2d.stride(-1) != 1:
             x2d = x2d.contiguous()
         bias = None if self.bias is None else self.bias.detach()
-        y = KERNELS[name].apply(self._prepared[name], x2d.detach(), bias)
+        kernel = KERNELS[name]
+        if self.gelu and kernel.apply_gelu is not None:
+            y = kernel.apply_gelu(self._prepared[name], x2d.detach(), bias)
+        else:
+            y = self._activated(kernel.apply(self._prepared[name], x2d.detach(), bias))
         return y.reshape(*x.shape[:-1], self.out_features)
 
+    def _activated(self, y: torch.Tensor) -> torch.Tensor:
+        return F.gelu(y) if self.gelu else y
+
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, kernels={self.kernel_by_tokens}"
+        return f"{super().extra_repr()}, kernels={self.kernel_by_tokens}" + (", gelu" if self.gelu else "")

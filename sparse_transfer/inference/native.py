@@ -75,7 +75,7 @@ class NativeKernels:
         self._tiled_csr.argtypes = [pointer] * 5 + [integer] * 3 + [pointer] + [integer] * 2
         self._sparse_int8 = library.sparse_int8_linear
         self._sparse_int8.restype = ctypes.c_int
-        self._sparse_int8.argtypes = [pointer] * 7 + [integer] * 3 + [pointer] * 2 + [integer] * 2
+        self._sparse_int8.argtypes = [pointer] * 7 + [integer] * 3 + [pointer] * 2 + [integer] * 3
         self._quantize_rows = library.sparse_int8_quantize_rows
         self._quantize_rows.restype = None
         self._quantize_rows.argtypes = [pointer] + [integer] * 3 + [pointer] * 3
@@ -96,9 +96,10 @@ class NativeKernels:
             raise MemoryError("tiled_csr: no memory for a packed tile")
         return y
 
-    def sparse_int8(self, weight, bias, x: torch.Tensor, sums: torch.Tensor | None = None) -> torch.Tensor:
+    def sparse_int8(self, weight, bias, x: torch.Tensor, sums: torch.Tensor | None = None,
+                    gelu: bool = False) -> torch.Tensor:
         """With `weight` a kernels.Int8BlockWeight: x (tokens, in) float32 with unit column stride ->
-        dequantized x_q @ W_q^T + bias; `sums`
+        dequantized x_q @ W_q^T + bias (its GELU with `gelu`, computed in the kernel); `sums`
         (tokens, out) int32, if given, receives the exact integer sums (before the zero-point term)."""
         tokens, in_features = x.shape
         out_features = weight.indptr.numel() - 1
@@ -107,7 +108,7 @@ class NativeKernels:
                                    weight.row_sums.data_ptr(), weight.scales.data_ptr(),
                                    bias.data_ptr() if bias is not None else None, x.data_ptr(), x.stride(0), tokens,
                                    in_features, y.data_ptr(), sums.data_ptr() if sums is not None else None,
-                                   out_features, self.threads())
+                                   out_features, int(gelu), self.threads())
         if status:
             raise MemoryError("sparse_int8: no memory for a packed tile")
         return y

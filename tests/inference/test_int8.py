@@ -83,6 +83,38 @@ def test_sparse_int8_sums_are_the_integer_reference_exactly(tokens, in_features)
 
 
 @needs_native
+def test_gelu_computed_in_the_kernel_is_gelu_of_its_output():
+    weight, bias = _weight(out_features=48, in_features=64), torch.randn(48)
+    x = torch.randn(130, 64) * 3  # outputs from about -20 to 20: both tails of erf and its middle
+    packed = Int8BlockWeight.of(weight)
+    for threads in (1, 2):
+        with torch_threads(threads):
+            fused, plain = NATIVE.sparse_int8(packed, bias, x, gelu=True), NATIVE.sparse_int8(packed, bias, x)
+        assert plain.abs().max() > 10 and (plain < -3).any()
+        torch.testing.assert_close(fused, nn.functional.gelu(plain), rtol=0, atol=1e-6 * float(plain.abs().max()))
+
+
+@needs_native
+def test_an_export_moves_bert_s_ffn_gelu_into_the_layer_with_the_same_outputs(sparse_dir, tmp_path):
+    out = tmp_path / "int8-gelu"
+    export_for_inference(str(sparse_dir), str(out), batch_sizes=(2,), seq_length=16, force_kernel="sparse_int8",
+                         quantize="int8")
+    exported = load_for_inference(str(out))
+    layers = exported.bert.encoder.layer
+    assert all(layer.intermediate.dense.gelu and isinstance(layer.intermediate.intermediate_act_fn, nn.Identity)
+               for layer in layers)
+    assert not any(layer.output.dense.gelu or layer.attention.self.query.gelu for layer in layers)
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    fused = exported(input_ids=ids).logits
+    from transformers.activations import GELUActivation
+
+    for layer in layers:  # the activation back in its own module
+        layer.intermediate.dense.gelu = False
+        layer.intermediate.intermediate_act_fn = GELUActivation()
+    torch.testing.assert_close(fused, exported(input_ids=ids).logits, rtol=0, atol=1e-5)
+
+
+@needs_native
 def test_tiled_csr_gives_identical_results_on_1_and_2_threads():
     weight, bias, x = _weight(out_features=96, in_features=64), torch.randn(96), torch.randn(200, 64)
     prepared = KERNELS["tiled_csr"].prepare(weight)
@@ -239,4 +271,6 @@ def test_the_portable_paths_give_the_same_integers(tmp_path, disabled):
             y, reference = portable.sparse_int8(packed, bias, x, sums), NATIVE.sparse_int8(packed, bias, x, reference_sums)
         assert torch.equal(sums, reference_sums)
         torch.testing.assert_close(y, reference, rtol=1e-6, atol=1e-5)  # fused vs separate multiply-add
+        gelu = portable.sparse_int8(packed, bias, x, gelu=True)  # libm's erff here, the vector erf there
+        torch.testing.assert_close(gelu, nn.functional.gelu(y), rtol=0, atol=1e-6 * float(y.abs().max()))
     assert all(torch.equal(a, b) for a, b in zip(portable.quantize_rows(x), NATIVE.quantize_rows(x)))
