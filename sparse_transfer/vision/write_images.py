@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from sparse_transfer.utils.arguments import int_list
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.vision.data import FASHION_MNIST_DIR, read_idx
 
@@ -20,16 +21,10 @@ FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "san
 
 def parse_classes(text: str) -> list[int]:
     """`5-9` or `0,2,4` -> class indices."""
-    try:
-        if "-" in text:
-            first, last = (int(part) for part in text.split("-"))
-            classes = list(range(first, last + 1))
-        else:
-            classes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ConfigurationError(f"--classes {text!r} is not a range (5-9) or a list (0,2,4)") from None
+    classes = int_list(text)
     if not classes or not all(0 <= c < len(FASHION_MNIST_CLASSES) for c in classes):
-        raise ConfigurationError(f"--classes {text!r}: Fashion-MNIST classes are 0-9")
+        raise ConfigurationError(f"--classes {text!r} is not a range (5-9) or a list (0,2,4) of Fashion-MNIST "
+                                 "classes 0-9")
     return classes
 
 

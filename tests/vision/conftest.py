@@ -21,6 +21,16 @@ class TinyConvNet(nn.Sequential):
 
 
 @pytest.fixture
+def one_thread():
+    # Test machines share their 2 cores: two OpenMP threads then stall each other (a run
+    # was 40x slower), while one thread loses at most half the speed on an idle machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def tiny_net():
     torch.manual_seed(0)
     return TinyConvNet()

@@ -17,14 +17,7 @@ from sparse_transfer.vision.train import main, train
 # cifar_resnet8 on 8x8 grey images: 18 training images of 3 classes, batch 6
 TINY = ["model.name=cifar_resnet8", "data.dataset=imagefolder", "data.batch_size=6", "optim.lr=0.4",
         "optim.warmup_epochs=0", "data.augment=none"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sparse_checkpoint(path, sparsity=0.9, classes=4):

@@ -35,4 +35,4 @@ def test_a_non_empty_folder_or_bad_classes_are_refused(tmp_path, capsys):
     assert main(["fashion_mnist", str(tmp_path), "--classes", "5-9"]) == 2
     assert capsys.readouterr().err == f"sparse-transfer vision-images: error: {tmp_path} is not empty; give a new folder\n"
     assert main(["fashion_mnist", str(tmp_path / "new"), "--classes", "5-12"]) == 2
-    assert "Fashion-MNIST classes are 0-9" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert "of Fashion-MNIST classes 0-9" in capsys.readouterr().err and not (tmp_path / "new").exists()
