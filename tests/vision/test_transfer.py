@@ -168,7 +168,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(task, capsys, case):
     assert not (tmp_path / "out").exists()
 
 
-def test_transfer_recipes_need_weights_and_a_known_mode():
+def test_recipes_that_cannot_use_their_weights_are_refused():
     from sparse_transfer.vision.recipe import RecipeError
 
     with pytest.raises(RecipeError, match="kind: transfer needs model.weights"):
@@ -177,3 +177,5 @@ def test_transfer_recipes_need_weights_and_a_known_mode():
         load_recipe("fashion_mnist_transfer_full", ["transfer.mode=partial"])
     with pytest.raises(RecipeError, match="sparsity.method must stay dense"):
         load_recipe("fashion_mnist_transfer_full", ["sparsity.method=acdc"])
+    with pytest.raises(RecipeError, match="sparsity.method=pipeline trains from its own initialization"):
+        load_recipe("fashion_mnist_pipeline_mlp", ["model.weights=start.pt"])
