@@ -231,7 +231,10 @@ def train(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
 
 def epoch_record(epoch, model, method, example, recipe, phases) -> dict:
     # the method's weights: the prunable ones, less a transfer's new classifier
-    weights = method.masked.weights() if method is not None else prunable_weights(model, recipe.sparsity.first_last_dense)
+    if method is not None:
+        weights = method.masked.weights()
+    else:
+        weights = prunable_weights(model, recipe.sparsity.first_last_dense)
     global_sparsity, per_layer = analysis.sparsity(weights)
     flops = analysis.inference_flops(model, example)
     if phases:

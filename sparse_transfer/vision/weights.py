@@ -55,7 +55,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | P
     or when `new_classifier`. Anything else that does not fit is a one-line error."""
     own = model.state_dict()
     head = f"{classifier}."
-    skipped = {k for k in state if k.startswith(head) and (new_classifier or k not in own or state[k].shape != own[k].shape)}
+    skipped = {k for k in state
+               if k.startswith(head) and (new_classifier or k not in own or state[k].shape != own[k].shape)}
     kept = {k: v for k, v in state.items() if k not in skipped}
     missing = [k for k in own if k not in kept and not (k.startswith(head) and skipped)]
     unexpected = [k for k in kept if k not in own]

@@ -59,7 +59,8 @@ def test_val_fraction_holds_out_a_seeded_disjoint_part(tmp_path):
     kept, held_out = first.train.base.indices, first.val.base.indices
     assert not set(kept) & set(held_out) and sorted(kept + held_out) == list(range(10))
     assert again.val.base.indices == held_out
-    assert build_datasets(DataConfig(dataset="imagefolder", root=str(tmp_path), val_fraction=0.4), seed=1).val.base.indices != held_out
+    other_seed = build_datasets(DataConfig(dataset="imagefolder", root=str(tmp_path), val_fraction=0.4), seed=1)
+    assert other_seed.val.base.indices != held_out
 
 
 def test_hf_saved_dataset_with_named_columns_and_string_labels(tmp_path):

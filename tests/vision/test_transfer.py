@@ -168,7 +168,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(task, capsys, case):
     assert not (tmp_path / "out").exists()
 
 
-def test_recipes_that_cannot_use_their_weights_are_refused():
+def test_recipes_that_cannot_run_are_refused(tmp_path):
     from sparse_transfer.vision.recipe import RecipeError
 
     with pytest.raises(RecipeError, match="kind: transfer needs model.weights"):
@@ -179,3 +179,6 @@ def test_recipes_that_cannot_use_their_weights_are_refused():
         load_recipe("fashion_mnist_transfer_full", ["sparsity.method=acdc"])
     with pytest.raises(RecipeError, match="sparsity.method=pipeline trains from its own initialization"):
         load_recipe("fashion_mnist_pipeline_mlp", ["model.weights=start.pt"])
+    with pytest.raises(RecipeError, match="unknown kind 'fit'; use one of train, transfer"):
+        train(load_recipe(None, ["kind=fit", f"output_dir={tmp_path / 'out'}"]))
+    assert not (tmp_path / "out").exists()

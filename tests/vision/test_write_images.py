@@ -33,6 +33,7 @@ def test_classes_are_written_losslessly_and_read_back(tmp_path, capsys):
 def test_a_non_empty_folder_or_bad_classes_are_refused(tmp_path, capsys):
     (tmp_path / "kept.txt").write_text("mine")
     assert main(["fashion_mnist", str(tmp_path), "--classes", "5-9"]) == 2
-    assert capsys.readouterr().err == f"sparse-transfer vision-images: error: {tmp_path} is not empty; give a new folder\n"
+    error = capsys.readouterr().err
+    assert error == f"sparse-transfer vision-images: error: {tmp_path} is not empty; give a new folder\n"
     assert main(["fashion_mnist", str(tmp_path / "new"), "--classes", "5-12"]) == 2
     assert "of Fashion-MNIST classes 0-9" in capsys.readouterr().err and not (tmp_path / "new").exists()
