@@ -6,6 +6,7 @@
     sparse-transfer upstream --model M --train_file corpus.txt --output_dir DIR
     sparse-transfer export --model DIR --output DIR
     sparse-transfer vision --recipe fashion_mnist_acdc
+    sparse-transfer vision-images fashion_mnist DIR --classes 5-9   real images as an image folder
     sparse-transfer example-data DIR               a small sentiment task: DIR/train.csv, DIR/dev.csv
     sparse-transfer recipes                        the shipped recipes, by workflow
 """
@@ -23,7 +24,9 @@ COMMANDS = {
     "prune": ("sparse_transfer.upstream.oneshot", "one-shot magnitude pruning of a dense model"),
     "upstream": ("sparse_transfer.upstream.run", "gradual upstream pruning with distillation on unlabeled text"),
     "export": ("sparse_transfer.inference.export", "a sparse checkpoint planned for fast CPU inference"),
-    "vision": ("sparse_transfer.vision.train", "AC/DC, AC/DC++, GMP, RigL or the pruning pipeline on images"),
+    "vision": ("sparse_transfer.vision.train", "AC/DC, AC/DC++, GMP, RigL, the pruning pipeline or sparse transfer "
+               "on images"),
+    "vision-images": ("sparse_transfer.vision.write_images", "write Fashion-MNIST classes as an image folder"),
     "example-data": ("sparse_transfer.transfer.example_data", "write a small sentiment task for a first offline run"),
 }
 RECIPE_KINDS = ("transfer", "upstream", "vision")
@@ -31,8 +34,8 @@ RECIPE_KINDS = ("transfer", "upstream", "vision")
 
 def usage() -> str:
     lines = ["usage: sparse-transfer COMMAND [arguments]   (COMMAND --help for its arguments)", "", "commands:"]
-    lines += [f"  {name:<12} {about}" for name, (_, about) in COMMANDS.items()]
-    lines.append(f"  {'recipes':<12} list the shipped recipes (give them to --recipe by name)")
+    lines += [f"  {name:<13} {about}" for name, (_, about) in COMMANDS.items()]
+    lines.append(f"  {'recipes':<13} list the shipped recipes (give them to --recipe by name)")
     return "\n".join(lines)
 
 

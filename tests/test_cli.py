@@ -14,7 +14,7 @@ def test_an_unknown_command_is_one_line_and_exit_2(capsys):
     assert main(["trian"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "sparse-transfer: error: unknown command 'trian'; use one of glue, prune, upstream, export, vision, "
-        "example-data or recipes"]
+        "vision-images, example-data or recipes"]
 
 
 def test_recipes_lists_the_shipped_recipes_by_workflow(capsys):

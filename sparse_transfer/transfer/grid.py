@@ -7,6 +7,7 @@ import itertools
 import statistics
 from dataclasses import dataclass, field
 
+from sparse_transfer.utils.arguments import int_list
 from sparse_transfer.utils.errors import ConfigurationError
 from sparse_transfer.utils.io import markdown_table
 
@@ -34,14 +35,7 @@ def grid_runs(
 
 def parse_epochs(text: str) -> list[int]:
     """`1-7` or `2,3,5` -> a list of epoch counts."""
-    try:
-        if "-" in text:
-            first, last = (int(part) for part in text.split("-"))
-            values = list(range(first, last + 1))
-        else:
-            values = [int(part) for part in text.split(",")]
-    except ValueError:
-        values = []
+    values = int_list(text)
     if not values or min(values) < 1:
         raise ConfigurationError(f"--sweep_epochs {text!r} is not a range like 1-7 or a list like 2,3,5 of epochs >= 1")
     return values

@@ -54,3 +54,14 @@ def without_flags(argv: list[str], flags: set[str]) -> list[str]:
             continue
         kept.append(arg)
     return kept
+
+
+def int_list(text: str) -> list[int]:
+    """`1-7` (inclusive) or `2,3,5` -> a list of ints; [] when the text is neither."""
+    try:
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-"))
+            return list(range(first, last + 1))
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        return []

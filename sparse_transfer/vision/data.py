@@ -1,5 +1,6 @@
 """Datasets: Fashion-MNIST from the original idx files (Debian `dataset-fashion-mnist`),
-CIFAR-10/100 through torchvision, ImageNet through an ImageFolder directory."""
+CIFAR-10/100 through torchvision, ImageNet through an ImageFolder directory, and the user's
+own images (`imagefolder`, `hf`: datasets.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
+
+from sparse_transfer.utils.errors import ConfigurationError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -24,6 +27,9 @@ class Datasets:
     num_classes: int
     in_channels: int
     image_size: int  # of the validation images, for FLOP counts
+    classes: list[str] | None = None  # own images: the class names, in label order
+    mean: list[float] | None = None  # own images: the normalisation used (given or computed)
+    std: list[float] | None = None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -51,26 +57,31 @@ def fashion_mnist(root: str | Path = FASHION_MNIST_DIR, train: bool = True, limi
     return TensorDataset(x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
-def build_datasets(
-    dataset: str,
-    root: str = "",
-    train_subset: int = 0,
-    val_subset: int = 0,
-    train_size: int = 224,
-    download: bool = False,
-) -> Datasets:
+DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagenet", "imagefolder", "hf")
+
+
+def build_datasets(config, seed: int = 0) -> Datasets:
+    """The datasets of a recipe's `data` section (`DataConfig`); `seed` draws the own images'
+    validation hold-out and statistics sample. Bad input fails here, before a run writes anything."""
+    dataset, root, train_size = config.dataset, config.root, config.train_size
     if dataset == "fashion_mnist":
         root = root or FASHION_MNIST_DIR
-        return Datasets(fashion_mnist(root, True, train_subset), fashion_mnist(root, False, val_subset), 10, 1, 28)
+        train, val = fashion_mnist(root, True, config.train_subset), fashion_mnist(root, False, config.val_subset)
+        return Datasets(train, val, 10, 1, 28)
     from torchvision import datasets, transforms  # torchvision is the `vision` extra
 
-    if dataset in ("cifar10", "cifar100"):
+    from sparse_transfer.vision.datasets import hf_images, image_folder
+
+    if dataset in ("imagefolder", "hf"):
+        train, val, classes, stats = (image_folder if dataset == "imagefolder" else hf_images)(config, seed)
+        result = Datasets(train, val, len(classes), stats.channels, stats.size, classes, stats.mean, stats.std)
+    elif dataset in ("cifar10", "cifar100"):
         normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
         augment = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
         cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
         to_input = [transforms.ToTensor(), normalize]
-        train = cls(root, train=True, download=download, transform=transforms.Compose([*augment, *to_input]))
-        val = cls(root, train=False, download=download, transform=transforms.Compose(to_input))
+        train = cls(root, train=True, download=config.download, transform=transforms.Compose([*augment, *to_input]))
+        val = cls(root, train=False, download=config.download, transform=transforms.Compose(to_input))
         result = Datasets(train, val, 10 if dataset == "cifar10" else 100, 3, 32)
     elif dataset == "imagenet":
         normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
@@ -81,9 +92,18 @@ def build_datasets(
         val = datasets.ImageFolder(Path(root) / "val", transforms.Compose([*val_tf, *to_input]))
         result = Datasets(train, val, len(train.classes), 3, 224)
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; use fashion_mnist, cifar10, cifar100 or imagenet")
-    if train_subset:
-        result.train = Subset(result.train, range(train_subset))
-    if val_subset:
-        result.val = Subset(result.val, range(val_subset))
+        raise ConfigurationError(f"unknown data.dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    drawn = seed if dataset in ("imagefolder", "hf") else None  # own images sorted by class: a seeded draw
+    result.train = subset(result.train, config.train_subset, drawn)
+    result.val = subset(result.val, config.val_subset, drawn)
     return result
+
+
+def subset(dataset: Dataset, size: int, seed: int | None) -> Dataset:
+    """The first `size` samples (all when 0), or `size` drawn with `seed` (kept in order)."""
+    if not size or size >= len(dataset):
+        return dataset
+    if seed is None:
+        return Subset(dataset, range(size))
+    drawn = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size]
+    return Subset(dataset, sorted(drawn.tolist()))

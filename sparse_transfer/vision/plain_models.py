@@ -39,9 +39,9 @@ def vgg(config: str, num_classes: int, in_channels: int = 3, width: int = 1) -> 
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
 
 
-def build_plain_model(name: str, num_classes: int, in_channels: int, width: int = 1) -> nn.Module:
+def build_plain_model(name: str, num_classes: int, in_channels: int, width: int = 1, image_size: int = 28) -> nn.Module:
     if name == "mlp":
-        return mlp(num_classes, in_channels, width)
+        return mlp(num_classes, in_channels, width, image_size)
     return vgg(name, num_classes, in_channels, width)
 
 

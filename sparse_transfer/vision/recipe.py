@@ -18,8 +18,10 @@ from sparse_transfer.vision.pipeline.learnable_masks import ESTIMATORS
 
 @dataclass
 class ModelConfig:
-    name: str = "cifar_resnet20"
-    width: int = 1
+    name: str = "cifar_resnet20"  # a built-in name, torchvision:<name>, timm:<name> or package.module:factory
+    width: int = 1  # built-in models only
+    weights: str = ""  # start from this file: .safetensors, or a torch state dict read with weights_only=True
+    kwargs: dict = field(default_factory=dict)  # passed to torchvision / timm / the factory (img_size: 32, ...)
 
 
 @dataclass
@@ -32,6 +34,18 @@ class DataConfig:
     workers: int = 0
     download: bool = False  # CIFAR through torchvision
     train_size: int = 224  # ImageNet random-resized-crop size before progressive resizing
+    # own images (dataset imagefolder or hf, vision/datasets.py); 0 / empty = computed from the data
+    train_split: str = "train"  # imagefolder: sub-folder of root (absent: root holds the classes); hf: split
+    val_split: str = ""  # "" = "val" (imagefolder) or "validation" (hf)
+    val_fraction: float = 0.0  # > 0: hold out this seeded fraction of the training images (no val split)
+    image_column: str = "image"  # hf
+    label_column: str = "label"  # hf: a ClassLabel, or any values (sorted into classes)
+    image_size: int = 0  # 0: the median shorter side of the statistics sample
+    channels: int = 0  # 0: from the images (1 grey, 3 colour; a mix is an error); 1 or 3 converts every image
+    mean: list[float] = field(default_factory=list)  # per channel; empty: computed on the statistics sample
+    std: list[float] = field(default_factory=list)
+    augment: str = "flip"  # none, flip, crop_flip (random crop with size/8 padding, then flip)
+    stats_samples: int = 1000  # training images drawn (seeded) for the size, mean and std; 0 = all
 
 
 @dataclass
@@ -107,8 +121,29 @@ class PipelineConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Sparse transfer (`kind: transfer`, transfer.py): start from `model.weights`, a new classifier."""
+
+    mode: str = "linear"  # linear: only the new classifier trains; full: every weight, the mask fixed
+    sparse: bool = True  # the checkpoint must have zeros in its prunable layers; they stay exactly zero
+
+    def check(self, model: ModelConfig, sparsity: SparsityConfig) -> None:
+        if self.mode not in TRANSFER_MODES:
+            raise RecipeError(f"unknown transfer.mode {self.mode!r}; use one of {', '.join(TRANSFER_MODES)}")
+        if not model.weights:
+            raise RecipeError("kind: transfer needs model.weights, the checkpoint to transfer from")
+        if sparsity.method != "dense":
+            raise RecipeError(f"kind: transfer keeps the checkpoint's mask; sparsity.method must stay dense, not "
+                              f"{sparsity.method!r}")
+
+
+TRANSFER_MODES = ("linear", "full")
+
+
+@dataclass
 class VisionRecipe(YamlRecipe):
     name: str = "run"
+    kind: str = "train"  # train (from scratch or model.weights) or transfer (train.py's KINDS)
     epochs: int = 100  # of the base schedule; the run trains round(epochs * scale)
     scale: float = 1.0  # AC/DC++: 1x, 2.5x, 5x, 10x
     seed: int = 0
@@ -121,6 +156,7 @@ class VisionRecipe(YamlRecipe):
     resize: ResizeConfig = field(default_factory=ResizeConfig)
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     @property
     def total_epochs(self) -> int:
@@ -138,4 +174,8 @@ def load_recipe(source: str | Path | dict, overrides=()) -> VisionRecipe:
     recipe = build_section(VisionRecipe, values, where)
     if recipe.sparsity.method == "pipeline":
         recipe.pipeline.check(recipe.total_epochs)
+        if recipe.model.weights:
+            raise RecipeError("sparsity.method=pipeline trains from its own initialization; remove model.weights")
+    if recipe.kind == "transfer":
+        recipe.transfer.check(recipe.model, recipe.sparsity)
     return recipe

@@ -2,10 +2,15 @@
 pruning pipeline is `sparse_transfer.vision.pipeline`): masks are enforced by hooks on the
 unwrapped model, so every process and precision sees the same exact zeros.
 
+A recipe's `kind` picks how the run starts (KINDS): `train` builds the model (from
+`model.weights` when given), `transfer` loads a sparse checkpoint under a new classifier
+(transfer.py). Data and model are built, and bad input refused, before anything is written.
+
 Each epoch writes `checkpoint.pt` (model, optimizer, LR position, masks and phase,
 RNG state, history); `resume=True` continues from it, mid-phase included. The run keeps
 `best_dense.pt` (the best model of a dense epoch; AC/DC co-trains it) and the final
-model `final.pt`, plus `log.jsonl`, `phases.json`, `recipe.yaml` and PNG plots.
+model `final.pt`, plus `log.jsonl`, `phases.json`, `recipe.yaml`, `data.json` (own images: the classes and the
+normalisation used) and PNG plots.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from sparse_transfer.vision.loop import (
     train_epoch,
 )
 from sparse_transfer.vision.masked_training import MaskedTraining
-from sparse_transfer.vision.models import build_model
+from sparse_transfer.vision.models import classifier_name, model_for
 from sparse_transfer.vision.pipeline.run import train_pipeline
 from sparse_transfer.vision.recipe import VisionRecipe, load_recipe
 from sparse_transfer.vision.rigl import RigL
@@ -47,6 +52,8 @@ from sparse_transfer.vision.schedules import (
     resolution_at,
 )
 from sparse_transfer.vision.sparsity import prunable_weights
+from sparse_transfer.vision.transfer import FixedMask, body_weights, start_transfer
+from sparse_transfer.vision.weights import load_weights, read_state_dict
 
 
 def _acdc(recipe: VisionRecipe, model, optimizer, weights, dense_gradients) -> ACDC:
@@ -67,13 +74,33 @@ def _rigl(recipe: VisionRecipe, model, optimizer, weights, dense_gradients) -> R
                 c.alpha, c.update_every, c.fixed_fraction, recipe.seed)
 
 
+def _transfer(recipe: VisionRecipe, model, optimizer, weights, dense_gradients) -> FixedMask | None:
+    if not recipe.transfer.sparse:
+        return None
+    return FixedMask(model, optimizer, body_weights(model, recipe.sparsity.first_last_dense),
+                     trains_weights=recipe.transfer.mode == "full")
+
+
 # The registry of sparse-training methods (`sparsity.method`): each builds its MaskedTraining
-# from the recipe; "dense" trains without masks, "pipeline" runs vision.pipeline instead.
-METHODS = {"acdc": _acdc, "gmp": _gmp, "rigl": _rigl}
+# from the recipe; "dense" trains without masks, "pipeline" runs vision.pipeline instead;
+# "transfer" is the fixed mask of `kind: transfer`.
+METHODS = {"acdc": _acdc, "gmp": _gmp, "rigl": _rigl, "transfer": _transfer}
+
+
+def _start_training(recipe: VisionRecipe, data) -> tuple[nn.Module, nn.Module]:
+    model = model_for(recipe.model, data)
+    if recipe.model.weights:  # the classifier is kept where it fits the classes, else new
+        load_weights(model, read_state_dict(recipe.model.weights), recipe.model.weights, classifier_name(model))
+    return model, model
+
+
+# The registry of recipe kinds (`kind`): each returns the model to train and the module whose
+# parameters the optimizer trains.
+KINDS = {"train": _start_training, "transfer": start_transfer}
 
 
 def build_method(recipe: VisionRecipe, model, optimizer, dense_gradients) -> MaskedTraining | None:
-    method = recipe.sparsity.method
+    method = "transfer" if recipe.kind == "transfer" else recipe.sparsity.method
     if method == "dense":
         return None
     if method not in METHODS:
@@ -88,6 +115,8 @@ def phases_of(recipe: VisionRecipe):
 
 
 def train(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
+    if recipe.kind not in KINDS:
+        raise RecipeError(f"unknown kind {recipe.kind!r}; use one of {', '.join(KINDS)}")
     if recipe.sparsity.method == "pipeline":  # three stages, each with its own optimizer (pipeline.py)
         return train_pipeline(recipe, resume)
     accelerator = Accelerator(
@@ -95,15 +124,15 @@ def train(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.seed),
     )
     set_seed(recipe.seed)
+    d = recipe.data
+    data = build_datasets(d, recipe.seed)
+    model, trained = KINDS[recipe.kind](recipe, data)
     run_dir = recipe.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    d = recipe.data
-    data = build_datasets(d.dataset, d.root, d.train_subset, d.val_subset, d.train_size, d.download)
-    model = build_model(recipe.model.name, data.num_classes, data.in_channels, recipe.model.width)
 
     o = recipe.optim
     lr = o.lr * d.batch_size * accelerator.num_processes / o.reference_batch  # linear scaling
-    groups = parameter_groups(model, o.weight_decay)
+    groups = parameter_groups(trained, o.weight_decay)
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov)
     train_loader = DataLoader(data.train, d.batch_size, shuffle=True, drop_last=True, num_workers=d.workers)
     val_loader = DataLoader(data.val, 2 * d.batch_size, num_workers=d.workers)
@@ -138,6 +167,10 @@ def train(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
         progress = state
     if accelerator.is_main_process:
         (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        if data.classes is not None:
+            used = {"classes": data.classes, "channels": data.in_channels, "image_size": data.image_size,
+                    "mean": data.mean, "std": data.std}
+            (run_dir / "data.json").write_text(json.dumps(used, indent=1))
         if phases:
             (run_dir / "phases.json").write_text(json.dumps(as_json(phases), indent=1))
             accelerator.print(f"AC/DC phases: {describe(phases)}")
@@ -197,11 +230,17 @@ def train(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
 
 
 def epoch_record(epoch, model, method, example, recipe, phases) -> dict:
-    weights = prunable_weights(model, recipe.sparsity.first_last_dense)
+    # the method's weights: the prunable ones, less a transfer's new classifier
+    if method is not None:
+        weights = method.masked.weights()
+    else:
+        weights = prunable_weights(model, recipe.sparsity.first_last_dense)
     global_sparsity, per_layer = analysis.sparsity(weights)
     flops = analysis.inference_flops(model, example)
     if phases:
         phase = phase_at(phases, epoch).kind
+    elif recipe.kind == "transfer":
+        phase = f"{recipe.transfer.mode} transfer"
     else:
         phase = "sparse" if method is not None and method.masked.attached else "dense"
     return {
@@ -211,6 +250,7 @@ def epoch_record(epoch, model, method, example, recipe, phases) -> dict:
         "layer_sparsity": per_layer,
         "mask_sparsity": method.masked.mask_sparsity() if method is not None else 0.0,
         "mask_iou": method.last_iou if method is not None else None,
+        "mask_violations": method.masked.verify() if method is not None else None,
         "zero_channels": analysis.zero_channel_fraction(weights),
         "inference_flops": flops["sparse"],
         "dense_inference_flops": flops["dense"],

@@ -21,6 +21,16 @@ class TinyConvNet(nn.Sequential):
 
 
 @pytest.fixture
+def one_thread():
+    # Test machines share their 2 cores: two OpenMP threads then stall each other (a run
+    # was 40x slower), while one thread loses at most half the speed on an idle machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def tiny_net():
     torch.manual_seed(0)
     return TinyConvNet()
@@ -41,3 +51,29 @@ def _sgd_steps(model, optimizer, steps, seed=0):
 @pytest.fixture
 def sgd_steps():
     return _sgd_steps
+
+
+def write_images(folder, values, size=(8, 8), mode="L"):
+    """One constant image per value (a grey level, or an RGB triple) in `folder`, as PNGs."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, value in enumerate(values):
+        Image.new(mode, size, value).save(folder / f"{index}.png")
+
+
+def noise_folder(root, classes=3, per_class=6, size=8, seed=0):
+    """root/train/<c>/ and root/val/<c>/ of grey images whose brightness depends on the class,
+    plus noise: a task a tiny model can learn a little in a few steps."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", per_class), ("val", max(1, per_class // 2))):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                pixels = np.clip(rng.normal(60 + 70 * c, 30, (size, size)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, mode="L").save(folder / f"{index}.png")
+    return root

@@ -10,10 +10,13 @@ from sparse_transfer.vision.data import FASHION_MNIST_DIR
 from sparse_transfer.vision.recipe import load_recipe
 from sparse_transfer.vision.train import train
 
-pytestmark = pytest.mark.skipif(
-    not (Path(FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz").exists(),
-    reason=f"Fashion-MNIST idx files not in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (Path(FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz").exists(),
+        reason=f"Fashion-MNIST idx files not in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist)",
+    ),
+    pytest.mark.usefixtures("one_thread"),
+]
 # A ResNet-8 on 256 images for 6 epochs: dense 0, sparse 1-2 (30%), dense 3, sparse 4-5
 # (50%); kept small: the whole vision suite should stay under two minutes on 2 cores.
 SMALL = ["epochs=6", "model.name=cifar_resnet8", "data.train_subset=256", "data.val_subset=256", "data.batch_size=32",
@@ -21,16 +24,6 @@ SMALL = ["epochs=6", "model.name=cifar_resnet8", "data.train_subset=256", "data.
          "sparsity.phase_length=2", "sparsity.final_dense=1", "sparsity.final_sparse=1"]
 # 4 epochs: dense 0, sparse 1-3; one job stops after epoch 1, in the middle of the phase.
 SHORT = ["epochs=4", "data.train_subset=128", "sparsity.warmup_fraction=0.25", "sparsity.final_dense=0"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Test machines share their 2 cores: two OpenMP threads then stall each other (a run
-    # was 40x slower), while one thread loses at most half the speed on an idle machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _prunable(model):

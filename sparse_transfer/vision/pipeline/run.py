@@ -36,7 +36,7 @@ from sparse_transfer.schedules import warmup_linear_decay
 from sparse_transfer.vision import analysis
 from sparse_transfer.vision.data import build_datasets
 from sparse_transfer.vision.loop import TrainResult, evaluate, parameter_groups
-from sparse_transfer.vision.models import build_model
+from sparse_transfer.vision.models import model_for
 from sparse_transfer.vision.pipeline.learnable_masks import LearnableMasks
 from sparse_transfer.vision.pipeline.smoothing import Smoothing
 from sparse_transfer.vision.pipeline.zero_init import zero_init_
@@ -76,13 +76,13 @@ def train_pipeline(recipe: VisionRecipe, resume: bool = False) -> TrainResult:
     if accelerator.num_processes > 1:  # stage 2 removes parameters that DDP has registered
         raise ValueError("sparsity.method=pipeline runs in one process only; launch it without data parallelism")
     set_seed(recipe.seed)
+    d = recipe.data
+    data = build_datasets(d, recipe.seed)
+    model = model_for(recipe.model, data)
     run_dir = recipe.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     (run_dir / "log.jsonl").unlink(missing_ok=True)
-    d = recipe.data
-    data = build_datasets(d.dataset, d.root, d.train_subset, d.val_subset, d.train_size, d.download)
-    model = build_model(recipe.model.name, data.num_classes, data.in_channels, recipe.model.width)
     if config.zero_init:
         zero_init_(model)
     names = list(prunable_weights(model, sparsity.first_last_dense))
