@@ -1,19 +1,20 @@
 """Sparse INT8 inference against what users would pick instead, same process, same inputs.
 
-A BERT-base-shaped classifier (12 x 768, random init, seed 0) as a user has it dense, run by
-torch FP32, torch dynamic INT8 (`quantize_dynamic`, the API users find first), ONNX Runtime FP32
-and INT8 (`quantize_dynamic`), OpenVINO with its default precision hint and OpenVINO INT8 (`nncf.quantize`,
-calibrated on the benchmark's own random batches); and the same model pruned one-shot to the target
+A BERT-base-shaped classifier (12 x 768, random init, seed 0; or MiniLM-L6's shape, 6 x 384) as a user has
+it dense, run by torch FP32, torch dynamic INT8 (`quantize_dynamic`, the API users find first), torchao INT8
+(`Int8DynamicActivationInt8WeightConfig`, eager), ONNX Runtime FP32 and INT8 (`quantize_dynamic`), OpenVINO
+with its default precision hint and OpenVINO INT8 (`nncf.quantize`, calibrated on the benchmark's own random
+batches); and the same model pruned one-shot to the target
 sparsity (unstructured, and in 1x4 blocks) exported by the toolkit: FP32 (`sparse-transfer export`)
 and INT8 (`--quantize int8`). Sequence length 128, batch 1 and 32; every engine on the same token ids,
 medians of interleaved repeats after a warm-up, one process per thread count (`run` starts them).
 
-    python benchmarks/inference_peers.py run [--threads 1 2] [--sparsity 0.9] [--repeats 5]
+    python benchmarks/inference_peers.py run [--threads 1 2] [--sparsity 0.9] [--shape bert-base|minilm] [--repeats 5]
     python benchmarks/inference_peers.py report
 
-Records: benchmarks/results/inference/peers/bert-base-<sparsity>_threads<N>.json (one per process;
+Records: benchmarks/results/inference/peers/<shape>-<sparsity>_threads<N>.json (one per process;
 `run` skips recorded ones unless --force); tables: benchmarks/results/inference/peers.md.
-Needs the bench extra: pip install -e '.[bench]' (onnx, onnxscript, onnxruntime, openvino, nncf).
+Needs the bench extra: pip install -e '.[bench]' (onnx, onnxscript, onnxruntime, openvino, nncf, torchao).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from common import ROOT, dense_model, export_onnx_and_int8, ort_session, torch_d
 RECORDS = ROOT / "benchmarks" / "results" / "inference" / "peers"
 TABLES = ROOT / "benchmarks" / "results" / "inference" / "peers.md"
 SEQ_LENGTH, BATCH_SIZES = 128, (1, 32)
-PEERS = ["torch_fp32", "torch_int8", "ort_fp32", "ort_int8", "openvino_default", "openvino_int8"]
+PEERS = ["torch_fp32", "torch_int8", "torchao_int8", "ort_fp32", "ort_int8", "openvino_default", "openvino_int8"]
+SHAPES = {"bert-base": {}, "minilm": {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536}}
 OURS = ["sparse_fp32", "sparse_int8", "sparse_int8_1x4"]
 
 
-def build_models(work: Path, sparsity: float) -> dict[str, Path]:
+def build_models(work: Path, sparsity: float, shape: str) -> dict[str, Path]:
     """The dense model, its one-shot sparse versions and the ONNX / OpenVINO files, built once."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -47,7 +49,7 @@ def build_models(work: Path, sparsity: float) -> dict[str, Path]:
         if (path / "config.json").exists():
             continue
         torch.manual_seed(0)
-        model = BertForSequenceClassification(BertConfig(num_labels=2)).eval()
+        model = BertForSequenceClassification(BertConfig(num_labels=2, **SHAPES[shape])).eval()
         if name != "dense":
             prune_model(model, sparsity, block="1x4" if name == "sparse_1x4" else None)
         model.save_pretrained(path)
@@ -69,6 +71,7 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     """name -> (callable(batch) -> logits as numpy, what it is)."""
     import nncf
     import openvino as ov
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
     from transformers import BertForSequenceClassification
 
     from sparse_transfer.inference.export import export_for_inference, load_for_inference
@@ -77,6 +80,8 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     feeds = {batch: {"input_ids": ids.numpy(), "attention_mask": mask.numpy()} for batch, (ids, mask) in batches.items()}
     dense = BertForSequenceClassification.from_pretrained(paths["dense"]).eval()
     torch_int8 = torch_dynamic_int8(BertForSequenceClassification.from_pretrained(paths["dense"]).eval())
+    torchao_int8 = BertForSequenceClassification.from_pretrained(paths["dense"]).eval()
+    quantize_(torchao_int8, Int8DynamicActivationInt8WeightConfig())
 
     def torch_run(model):
         return lambda batch: model(*batches[batch]).logits.numpy()
@@ -105,6 +110,7 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     runs = {
         "torch_fp32": (torch_run(dense), "torch FP32, dense"),
         "torch_int8": (torch_run(torch_int8), "torch dynamic INT8 (quantize_dynamic), dense"),
+        "torchao_int8": (torch_run(torchao_int8), "torchao INT8 (Int8DynamicActivationInt8WeightConfig, eager), dense"),
         "ort_fp32": (lambda b: sessions["onnx_fp32"].run(None, feeds[b])[0], "ONNX Runtime FP32, dense"),
         "ort_int8": (lambda b: sessions["onnx_int8"].run(None, feeds[b])[0],
                      "ONNX Runtime INT8 (quantize_dynamic), dense"),
@@ -119,7 +125,8 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     return runs, {name: report for name, (_, report) in exports.items()}
 
 
-def measure(threads: int, sparsity: float, repeats: int, calibration_repeats: int, work: Path, out: Path) -> None:
+def measure(threads: int, sparsity: float, shape: str, repeats: int, calibration_repeats: int, work: Path,
+            out: Path) -> None:
     """One process, one thread count: every engine on the same inputs, interleaved."""
     import numpy as np
     import torch
@@ -131,9 +138,10 @@ def measure(threads: int, sparsity: float, repeats: int, calibration_repeats: in
     torch.set_num_threads(threads)
     keep_freed_memory()  # the same allocator behaviour for every torch engine in this process
     before = machine_description()
-    paths = build_models(work, sparsity)
+    work = work / shape if shape != "bert-base" else work  # the BERT-base files stay where earlier runs made them
+    paths = build_models(work, sparsity, shape)
     runs, exports = engines(paths, threads, work, calibration_repeats)
-    record = {"threads": threads, "sparsity": sparsity, "seq_length": SEQ_LENGTH, "repeats": repeats,
+    record = {"threads": threads, "sparsity": sparsity, "shape": shape, "seq_length": SEQ_LENGTH, "repeats": repeats,
               "machine_before": before, "engines": {name: label for name, (_, label) in runs.items()},
               "versions": versions(), "batches": {}}
     with torch.no_grad():
@@ -169,24 +177,27 @@ def versions() -> dict:
     import onnxruntime
     import openvino
     import torch
+    import torchao
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
-            "openvino": openvino.__version__, "nncf": nncf.__version__}
+            "openvino": openvino.__version__, "nncf": nncf.__version__, "torchao": torchao.__version__}
 
 
-def record_path(sparsity: float, threads: int) -> Path:
-    return RECORDS / f"bert-base-{round(100 * sparsity)}_threads{threads}.json"
+def record_path(shape: str, sparsity: float, threads: int) -> Path:
+    return RECORDS / f"{shape}-{round(100 * sparsity)}_threads{threads}.json"
 
 
 def report() -> str:
     lines = ["# Sparse INT8 inference against dense runtimes", "",
-             "BERT-base shape (12 x 768, random init), sequence length 128; speed-up over torch FP32 measured in the "
+             "BERT-base shape (12 x 768) or MiniLM-L6 shape (6 x 384), random init, sequence length 128; speed-up "
+             "over torch FP32 measured in the "
              "same process on the same token ids (median of interleaved repeats). Generated by "
              "`python benchmarks/inference_peers.py report` from the records in `peers/`.", ""]
     for path in sorted(RECORDS.glob("*.json")):
         record = json.loads(path.read_text())
-        lines += [f"## {path.stem}: {record['threads']} thread(s), {record['sparsity']:.0%} sparse exports", "",
+        lines += [f"## {path.stem}: {record.get('shape', 'bert-base')} shape, {record['threads']} thread(s), "
+                  f"{record['sparsity']:.0%} sparse exports", "",
                   f"{record['machine_before']['cpu']} ({record['machine_before']['cpu_count']} cores), load average "
                   f"{record['machine_before']['load_average']} before, {record['machine_after']['load_average']} after; "
                   + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), ""]
@@ -219,6 +230,7 @@ def main() -> None:
     parser.add_argument("action", choices=["run", "measure", "report"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sparsity", type=float, default=0.9)
+    parser.add_argument("--shape", choices=SHAPES, default="bert-base")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration_repeats", type=int, default=3)
     parser.add_argument("--work_dir", default="/tmp/inference_peers", help="models, ONNX files and exports")
@@ -230,17 +242,17 @@ def main() -> None:
         return
     if options.action == "measure":
         (threads,) = options.threads
-        measure(threads, options.sparsity, options.repeats, options.calibration_repeats, work,
-                record_path(options.sparsity, threads))
+        measure(threads, options.sparsity, options.shape, options.repeats, options.calibration_repeats, work,
+                record_path(options.shape, options.sparsity, threads))
         return
     for threads in options.threads:  # one process per thread count: no engine inherits another's threads
-        out = record_path(options.sparsity, threads)
+        out = record_path(options.shape, options.sparsity, threads)
         if out.exists() and not options.force:
             print(f"{out} recorded; --force measures again")
             continue
         started = time.time()
         subprocess.run([sys.executable, __file__, "measure", "--threads", str(threads), "--sparsity",
-                        str(options.sparsity), "--repeats", str(options.repeats), "--calibration_repeats",
+                        str(options.sparsity), "--shape", options.shape, "--repeats", str(options.repeats), "--calibration_repeats",
                         str(options.calibration_repeats), "--work_dir", str(work)], check=True,
                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         print(f"threads {threads}: {time.time() - started:.0f} s")
