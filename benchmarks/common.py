@@ -170,6 +170,10 @@ UPSTREAM.update({name: ("obs_distill", None, 0.9) for name in OBS_VARIANTS})
 # fit about an hour of this CPU (no Fisher to build)?
 MAGNITUDE_VARIANTS = {"upstream-90-magnitude-cls4-long": OBS_VARIANTS["upstream-90-obs-cls4-long"]}
 UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in MAGNITUDE_VARIANTS})
+# what pruning in 1x4 blocks (the pattern the INT8 kernel runs fastest) costs against upstream-90-magnitude,
+# the unstructured run of the same recipe (block oBS is not implemented, so magnitude against magnitude)
+BLOCK_VARIANTS = {"upstream-90-magnitude-1x4": {"pruning": {"block": "1x4"}}}
+UPSTREAM.update({name: ("magnitude_distill", None, 0.9) for name in BLOCK_VARIANTS})
 # for the zero-shot target: 600 more fixed-mask steps from it with the sentence-embedding term weighted up (at
 # weight 1 it is a small part of the loss beside the cls term at 4)
 CONTINUATIONS = {"upstream-90-magnitude-cls4-long-embed": (
@@ -185,7 +189,7 @@ CONTINUATIONS = {"upstream-90-magnitude-cls4-long-embed": (
                         ("upstream-90-obs-cls4-cosine1-long-plus1200", "upstream-90-obs-cls4-cosine1-long-plus600"))}}
 UPSTREAM.update({name: ("cls_continue", start, None) for name, (start, _) in CONTINUATIONS.items()})
 RECIPE_CHANGES = {**{name: deep_update(ABLATION_STEPS, changes) for name, changes in ABLATIONS.items()},
-                  **OBS_VARIANTS, **MAGNITUDE_VARIANTS,
+                  **OBS_VARIANTS, **MAGNITUDE_VARIANTS, **BLOCK_VARIANTS,
                   **{name: changes for name, (_, changes) in CONTINUATIONS.items()}}
 HYBRID_SOURCE = "upstream-90-magnitude"
 HYBRID_LAYERS = {  # which Linear weights of the blocks come from the pruned model
