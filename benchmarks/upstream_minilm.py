@@ -61,6 +61,7 @@ import statistics
 from common import (
     ABLATION_STEPS,
     ABLATIONS,
+    BLOCK_VARIANTS,
     COMPARISON_RECORDS,
     CONTINUATIONS,
     CORPUS,
@@ -328,6 +329,27 @@ def variant_table() -> list[str]:
     return lines
 
 
+def block_table() -> list[str]:
+    """Pruning in 1x4 blocks against unstructured, the same magnitude recipe and steps."""
+    lines = ["Upstream pruning in 1x4 blocks (4 consecutive input features kept or pruned together, the INT8 kernel's "
+             "pattern) against unstructured, both magnitude_distill to 90%:", "",
+             "| model | pattern | sparsity | violations | embedding cosine to dense | zero-shot STS-B Spearman | "
+             "STS-B Pearson, dense transfer (best / final) | s per 1000 upstream steps |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in ("upstream-90-magnitude", *BLOCK_VARIANTS):
+        record = load_record(name)
+        upstream, embeddings = record.get("upstream"), record.get("embeddings")
+        lines.append(" | ".join([
+            f"| {name}", RECIPE_CHANGES.get(name, {}).get("pruning", {}).get("block", "unstructured"),
+            f"{100 * upstream['sparsity']:.2f}%" if upstream else "not run",
+            str(upstream["mask_violations"]) if upstream else "",
+            f"{embeddings['fidelity_cosine']:.3f}" if embeddings else "not run",
+            f"{embeddings['zero_shot_stsb_spearman']:.1f}" if embeddings else "not run",
+            pearson_pair(record.get("stsb_dense_transfer")),
+            f"{upstream['seconds_per_1000_steps']:.0f}" if upstream else ""]) + " |")
+    return lines
+
+
 def report() -> str:
     main_models = ("dense", "oneshot-90", *(name for name in UPSTREAM if name not in RECIPE_CHANGES))
     records = {name: load_record(name) for name in main_models}
@@ -377,7 +399,7 @@ def report() -> str:
         lines.append(f"| {name} | `{json.dumps(changes)}` | {embeddings['fidelity_cosine']:.3f} | "
                      f"{embeddings['zero_shot_stsb_spearman']:.1f} | {spread_text} | {terms} | "
                      f"{upstream['seconds_per_1000_steps']:.0f} |")
-    lines += ["", *variant_table(), ""]
+    lines += ["", *variant_table(), "", *block_table(), ""]
     lines += ["", "Zero-shot STS-B dev Spearman, the two sentences read apart (bi-encoder: `embeddings`) and read as one "
               "pair input, at the output of every block (mean of each sentence's tokens, cosine):", "",
               "| model | read apart | " + " | ".join(f"pair, block {i}" for i in range(6)) + " |",
