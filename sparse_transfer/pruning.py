@@ -112,10 +112,11 @@ def _global_keep(scores: dict[str, torch.Tensor], num_pruned: int) -> dict[str, 
     return masks
 
 
-def capped_layers(report: dict, max_layer_sparsity: float) -> list[str]:
-    """The layers of a sparsity report pruned up to the per-layer cap."""
+def capped_layers(report: dict, max_layer_sparsity: float, block: int = 1) -> list[str]:
+    """The layers of a sparsity report pruned up to the per-layer cap (counted in 1 x `block` blocks,
+    as `score_masks` caps them)."""
     return [name for name, layer in report["layers"].items()
-            if layer["zeros"] >= int(max_layer_sparsity * layer["numel"])]
+            if layer["zeros"] >= block * int(max_layer_sparsity * layer["numel"] // block)]
 
 
 def layer_extremes(report: dict) -> str:

@@ -11,7 +11,7 @@ from transformers import TrainerCallback, TrainingArguments
 
 from sparse_transfer import SparseTransferTrainer
 from sparse_transfer.encoders import UnknownArchitectureError, embedding_path, find_blocks
-from sparse_transfer.pruning import magnitude_masks
+from sparse_transfer.pruning import capped_layers, magnitude_masks
 from sparse_transfer.selection import Selection
 from sparse_transfer.transfer.recipe import load_recipe
 from sparse_transfer.transfer.unfreezing import ParameterGroups
@@ -105,6 +105,18 @@ def test_capped_global_masks_keep_the_count_and_one_threshold_for_the_uncapped_l
     assert float(kept_small.min()) >= float(weights["small"].abs()[~masks["small"]].max())
     with pytest.raises(ConfigurationError, match="cannot be reached with no layer above 50.00%"):
         magnitude_masks(weights, 0.6, max_layer_sparsity=0.5)
+
+
+def test_a_layer_at_the_cap_of_its_1x4_blocks_counts_as_capped():
+    # 589,824 weights = 147,456 blocks; the cap keeps int(0.99 * 147,456) = 145,981 blocks pruned: 583,924 zeros,
+    # one block short of int(0.99 * 589,824) = 583,925 weights
+    report = {"layers": {"ffn": {"zeros": 583924, "numel": 589824}, "other": {"zeros": 500000, "numel": 589824}}}
+    assert capped_layers(report, 0.99, block=4) == ["ffn"]
+    assert capped_layers(report, 0.99) == []
+    weights = {"small": torch.randn(8, 64) * 0.01, "large": torch.randn(8, 64)}
+    masks = magnitude_masks(weights, 0.6, block=4, max_layer_sparsity=0.9)
+    report = {"layers": {name: {"zeros": int((~mask).sum()), "numel": mask.numel()} for name, mask in masks.items()}}
+    assert report["layers"]["small"]["zeros"] == 4 * int(0.9 * 128) and capped_layers(report, 0.9, 4) == ["small"]
 
 
 class _TrainableSets(TrainerCallback):

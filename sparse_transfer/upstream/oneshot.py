@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = Selection(args.module_types, args.include, args.exclude, args.block_path)
         masked = prune_model(model, args.sparsity, args.scope, selection, block, args.max_layer_sparsity, CLI_FLAGS)
         report = masked.report()
-        capped = capped_layers(report, args.max_layer_sparsity) if args.scope == "global" else []
+        capped = capped_layers(report, args.max_layer_sparsity, block) if args.scope == "global" else []
         model.save_pretrained(args.output)
         copy_tokenizer(args.model, args.output)
         write_json_atomic(os.path.join(args.output, "sparsity_report.json"), report)

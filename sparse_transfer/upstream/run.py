@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from sparse_transfer.encoders import load_pretrained
-from sparse_transfer.pruning import capped_layers, layer_extremes
+from sparse_transfer.pruning import capped_layers, layer_extremes, parse_block
 from sparse_transfer.upstream.data import read_documents, tokenized_corpus
 from sparse_transfer.upstream.recipe import UpstreamRecipe, load_upstream_recipe
 from sparse_transfer.upstream.trainer import UpstreamPruningTrainer
@@ -121,7 +121,7 @@ def write_outputs(trainer: UpstreamPruningTrainer, run: UpstreamArguments, train
                os.path.join(output_dir, "sparsity.png"), title)
     report = trainer.sparsity_report()
     pruning = trainer.recipe.pruning
-    capped = capped_layers(report, pruning.max_layer_sparsity) if pruning.scope == "global" else []
+    capped = capped_layers(report, pruning.max_layer_sparsity, parse_block(pruning.block)) if pruning.scope == "global" else []
     results = {
         "model": run.model, "corpus": run.train_file or run.dataset_name, "examples": examples,
         "recipe": trainer.recipe.name, "criterion": trainer.recipe.pruning.criterion,
