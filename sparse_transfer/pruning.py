@@ -76,7 +76,7 @@ def score_masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "
     if not scores:
         return {}
     total = sum(s.numel() for s in scores.values())
-    caps = {name: s.numel() if max_layer_sparsity is None else int(max_layer_sparsity * s.numel())
+    caps = {name: s.numel() if max_layer_sparsity is None else layer_cap(s.numel(), max_layer_sparsity)
             for name, s in scores.items()}
     num_pruned = pruned_count(total, sparsity)
     if num_pruned > sum(caps.values()):
@@ -112,11 +112,16 @@ def _global_keep(scores: dict[str, torch.Tensor], num_pruned: int) -> dict[str, 
     return masks
 
 
+def layer_cap(units: int, max_layer_sparsity: float) -> int:
+    """The most of a layer's `units` (weights, or 1 x N blocks) a capped global prune takes."""
+    return int(max_layer_sparsity * units)
+
+
 def capped_layers(report: dict, max_layer_sparsity: float, block: int = 1) -> list[str]:
     """The layers of a sparsity report pruned up to the per-layer cap (counted in 1 x `block` blocks,
     as `score_masks` caps them)."""
     return [name for name, layer in report["layers"].items()
-            if layer["zeros"] >= block * int(max_layer_sparsity * layer["numel"] // block)]
+            if layer["zeros"] >= block * layer_cap(layer["numel"] // block, max_layer_sparsity)]
 
 
 def layer_extremes(report: dict) -> str:
@@ -143,8 +148,9 @@ def _group_along_inputs(weight: torch.Tensor, group: int, name: str = "a") -> to
     kernels use, since a dot product runs along the input channels."""
     w = weight if weight.dim() == 2 else weight.movedim(1, -1)  # [out, kh, kw, in]
     if w.shape[-1] % group:
-        raise ConfigurationError(f"the {w.shape[-1]} input channels of {name} {tuple(weight.shape)} weight are not divisible "
-                         f"by the block of {group}; use a block that divides them, or unstructured pruning")
+        raise ConfigurationError(f"the {w.shape[-1]} input channels of {name} {tuple(weight.shape)} weight are not "
+                                 f"divisible by the block of {group}; use a block that divides them, or unstructured "
+                                 "pruning")
     return w.reshape(-1, group)
 
 
@@ -184,11 +190,3 @@ def n_m_masks(weights: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> dict[
         masks[name] = _ungroup(keep, w)
     return masks
 
-
-@torch.no_grad()
-def block_masks(
-    weights: dict[str, torch.Tensor], sparsity: float, block: int = 4, scope: str = "global"
-) -> dict[str, torch.Tensor]:
-    """Block masks: blocks of `block` consecutive input channels are kept or pruned
-    together, ranked by their L2 norm; exactly round(sparsity * blocks) blocks go."""
-    return magnitude_masks(weights, sparsity, scope, block)

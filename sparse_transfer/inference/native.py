@@ -129,8 +129,8 @@ def load_native() -> NativeKernels | str:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         return "no C compiler (cc, gcc or clang) found; set CC"
-    sources = b"\0".join(source.read_bytes() for source in [*SOURCES, *HEADERS])
-    key = hashlib.sha256(b"\0".join([sources, " ".join([compiler, *FLAGS, *OPENMP]).encode(),
+    source_bytes = b"\0".join(source.read_bytes() for source in [*SOURCES, *HEADERS])
+    key = hashlib.sha256(b"\0".join([source_bytes, " ".join([compiler, *FLAGS, *OPENMP]).encode(),
                                       _cpu_identity().encode()]))
     library = cache_dir() / f"sparse_kernels-{key.hexdigest()[:16]}.so"
     marker = library.with_suffix(".serial")  # compiled without OpenMP: this compiler lacks it

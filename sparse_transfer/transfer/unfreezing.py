@@ -24,7 +24,6 @@ class Stage:
     index: int
     epochs: int
     trainable_blocks: tuple[int, ...]  # blocks whose weights train in this stage
-    every_block: bool = False  # all blocks train: so do the tables they share
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,9 @@ def gradual_unfreeze_plan(
         )
     stages = [Stage(0, epochs_per_stage, ())]
     for k in range(1, unfreeze + 1):
-        stages.append(Stage(k, epochs_per_stage, tuple(range(num_blocks - k, num_blocks)), k == num_blocks))
+        stages.append(Stage(k, epochs_per_stage, tuple(range(num_blocks - k, num_blocks))))
     if final_stage_epochs:
-        stages.append(Stage(unfreeze + 1, final_stage_epochs, stages[-1].trainable_blocks, stages[-1].every_block))
+        stages.append(Stage(unfreeze + 1, final_stage_epochs, stages[-1].trainable_blocks))
     return StagePlan(tuple(stages))
 
 
@@ -78,7 +77,7 @@ def dense_plan(num_blocks: int, epochs: int) -> StagePlan:
     """Everything trains from the first step (the dense-transfer recipe)."""
     if epochs < 1:
         raise ConfigurationError(f"schedule.epochs must be >= 1, got {epochs}")
-    return StagePlan((Stage(0, epochs, tuple(range(num_blocks)), True),))
+    return StagePlan((Stage(0, epochs, tuple(range(num_blocks))),))
 
 
 @dataclass
@@ -116,7 +115,7 @@ class ParameterGroups:
         names = {name for name, _ in self.always}
         if train_embeddings:
             names |= {name for name, _ in self.embedding_path}
-        if stage.every_block:
+        if len(stage.trainable_blocks) == len(self.block_weights):  # every block trains: so do the tables they share
             names |= {name for name, _ in self.shared_tables}
         for index in stage.trainable_blocks:
             names |= {name for name, _ in self.block_weights[index]}
@@ -188,7 +187,8 @@ def stage_plan_text(plan: dict) -> str:
     for stage in plan["stages"]:
         blocks = ",".join(map(str, stage["trainable_blocks"])) or "none"
         frozen = ", ".join(stage["frozen_groups"]) or "nothing else"
-        lines.append(f"  stage {stage['stage']} (epochs {stage['first_epoch'] + 1}-{stage['first_epoch'] + stage['epochs']}): "
+        first, last = stage["first_epoch"] + 1, stage["first_epoch"] + stage["epochs"]
+        lines.append(f"  stage {stage['stage']} (epochs {first}-{last}): "
                      f"blocks [{blocks}] + {', '.join(stage['trainable_groups'])}; frozen: {frozen}; "
                      f"{stage['trainable_parameters']} trainable parameters")
     for group, entry in plan["groups"].items():

@@ -219,8 +219,9 @@ class UpstreamPruningTrainer(SparseTrainingMixin, Trainer):
                 w.add_(fishers[name].pruning_update(w, ~masks[name]))
         self.masks.set_masks(masks)
         self.masks.apply_()
-        logger.info("step %d: pruned to %.2f%% (%s), %s", step, 100 * self.masks.mask_sparsity(), pruning.criterion,
-                    layer_extremes(self.masks.report()))
+        if logger.isEnabledFor(logging.INFO):  # a full report counts violations and hashes every mask
+            logger.info("step %d: pruned to %.2f%% (%s), %s", step, 100 * self.masks.mask_sparsity(),
+                        pruning.criterion, layer_extremes(self.masks.report()))
 
     def fisher_inverses(self, step: int) -> dict[str, BlockFisherInverse]:
         """The block Fisher inverse of every masked weight from `num_grads` gradients of

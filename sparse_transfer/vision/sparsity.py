@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from sparse_transfer.pruning import (
-    block_masks,
     count_masks,
     magnitude_masks,
     n_m_masks,
@@ -78,5 +77,5 @@ def target_masks(
     if distribution == "2:4":
         return n_m_masks(weights, 2, 4)
     if distribution == "block4":
-        return block_masks(weights, sparsity, block=4)
+        return magnitude_masks(weights, sparsity, block=4)
     raise ValueError(f"unknown sparsity distribution {distribution!r}; use one of {DISTRIBUTIONS}")

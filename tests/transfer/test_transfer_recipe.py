@@ -13,8 +13,8 @@ def test_shipped_recipes_load_and_plan_the_papers_schedules():
     assert plan.stages[0].trainable_blocks == ()
     assert plan.stages[1].trainable_blocks == (11,)
     assert plan.stages[12].trainable_blocks == tuple(range(12))
-    assert plan.stages[13] == Stage(13, 1, tuple(range(12)), every_block=True)
-    assert [s.every_block for s in plan.stages].index(True) == 12  # shared tables train once block 0 does
+    assert plan.stages[13] == Stage(13, 1, tuple(range(12)))
+    assert [len(s.trainable_blocks) == 12 for s in plan.stages].index(True) == 12  # shared tables train from here
     assert gradual.grid.learning_rate == [1e-4, 2e-4, 3e-4] and gradual.grid.dropout == [0.05, 0.1]
     assert load_recipe(RECIPE_DIR / "transfer" / "dense_transfer.yaml").schedule.plan(12).total_epochs == 3
     assert load_recipe("extended_dense_transfer").schedule.plan(12).total_epochs == 8

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sparse_transfer.pruning import block_masks, count_masks, n_m_masks
+from sparse_transfer.pruning import count_masks, magnitude_masks, n_m_masks
 
 
 def test_two_four_keeps_the_two_largest_of_each_input_group():
@@ -34,14 +34,14 @@ def test_two_four_refuses_indivisible_inputs():
 def test_block_four_prunes_whole_blocks_by_norm_exactly():
     w = torch.tensor([[1.0, 1.0, 1.0, 1.0, 3.0, 0.0, 0.0, 0.0], [0.1, 0.1, 0.1, 0.1, 2.0, 2.0, 0.0, 0.0]])
     # block norms: 2.0, 3.0, 0.2, 2.83 -> pruning half removes the 0.2 and 2.0 blocks
-    mask = block_masks({"w": w}, 0.5)["w"]
+    mask = magnitude_masks({"w": w}, 0.5, block=4)["w"]
     assert mask.tolist() == [[False] * 4 + [True] * 4, [False] * 4 + [True] * 4]
 
 
 def test_block_four_global_count_over_conv_and_linear():
     torch.manual_seed(1)
     weights = {"conv": torch.randn(4, 8, 3, 3), "fc": torch.randn(10, 16)}
-    masks = block_masks(weights, 0.7)
+    masks = magnitude_masks(weights, 0.7, block=4)
     blocks = (4 * 8 * 9 + 10 * 16) // 4
     assert sum(int((~m).sum()) for m in masks.values()) == 4 * round(0.7 * blocks)
     per_block = masks["conv"].movedim(1, -1).reshape(-1, 4).sum(dim=1)
