@@ -24,7 +24,7 @@ def load_benchmark(name: str):
     return module
 
 
-def tiny_sparse_bert(num_layers=2, sparsity=0.5, seed=0, num_labels=2, dropout=0.0):
+def tiny_sparse_bert(num_layers=2, sparsity=0.5, seed=0, num_labels=2, dropout=0.0, hidden_size=16):
     from transformers import BertConfig, BertForSequenceClassification
 
     from sparse_transfer.pruning import magnitude_masks
@@ -32,8 +32,8 @@ def tiny_sparse_bert(num_layers=2, sparsity=0.5, seed=0, num_labels=2, dropout=0
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=num_layers, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+        vocab_size=64, hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=2,
+        intermediate_size=2 * hidden_size, max_position_embeddings=32, num_labels=num_labels,
         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )
     model = BertForSequenceClassification(config)

@@ -49,7 +49,8 @@ def test_the_wheel_ships_recipes_the_kernel_sources_and_the_metric_module(instal
     assert "sparse_transfer/recipes/upstream/obs_distill_cls.yaml" in names
     assert "sparse_transfer/recipes/vision/fashion_mnist_acdc.yaml" in names
     assert "sparse_transfer/recipes/vision/fashion_mnist_transfer_linear.yaml" in names
-    assert {f"sparse_transfer/inference/{name}" for name in ("tiled_csr.c", "sparse_int8.c", "kernel_parts.h")} <= set(names)
+    sources = ("tiled_csr.c", "sparse_int8.c", "attention.c", "kernel_parts.h", "vector_math.h")
+    assert {f"sparse_transfer/inference/{name}" for name in sources} <= set(names)
     assert "sparse_transfer/glue/glue_metric/glue_metric.py" in names
     assert any(name.endswith("entry_points.txt") for name in names)
 

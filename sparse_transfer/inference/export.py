@@ -2,18 +2,21 @@
 that calibration on this machine measured fastest for the expected input sizes (dense elsewhere);
 with `--quantize int8` the INT8 kernels are candidates too (for every layer).
 
-    sparse-transfer export --model DIR --output DIR [--quantize int8] [--batch_sizes 1,32] [--seq_length 128]
-        [--threads N] [--min_sparsity 0.5] [--repeats 5] [--force_kernel NAME]
+    sparse-transfer export --model DIR --output DIR [--quantize int8] [--attention auto|sdpa|bf16]
+        [--batch_sizes 1,32] [--seq_length 128] [--threads N] [--min_sparsity 0.5] [--repeats 5] [--force_kernel NAME]
 
 The output directory is a normal Hugging Face checkpoint (plain `from_pretrained` loads it, with
-dense matmuls) plus `sparse_inference.json`, the per-layer plan, and `sparse_inference.md`, the same
-as a table. `load_for_inference(DIR)` loads it with the plan applied, without recalibrating.
+dense matmuls) plus `sparse_inference.json`, the per-layer plan (and the attention kernel per input
+size: with `--quantize int8` the toolkit's bf16 attention is a candidate beside SDPA), and
+`sparse_inference.md`, the same as a table. `load_for_inference(DIR)` loads it with the plan applied, without recalibrating.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
+import inspect
 import json
 import os
 import platform
@@ -25,9 +28,10 @@ from torch import nn
 from transformers.activations import GELUActivation
 
 from sparse_transfer.encoders import copy_tokenizer, load_pretrained
+from sparse_transfer.inference.attention import ATTENTION_CHOICES, BF16, apply_attention_plan, plan_attention
 from sparse_transfer.inference.calibration import QUANTIZE, plan_layers, torch_threads
 from sparse_transfer.inference.native import keep_freed_memory, load_native
-from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SparseLinear
+from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SharedInput, SparseLinear
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.utils.io import (
     markdown_table,
@@ -39,15 +43,17 @@ PROG = "sparse-transfer export"
 PLAN_FILE = "sparse_inference.json"
 TABLE_FILE = "sparse_inference.md"
 FORMAT = "sparse_transfer.sparse_inference/1"
-MIN_INT8_COSINE = 0.95  # of every token's last hidden state against the FP32 model's, on the verification inputs
+# INT8 / bf16 attention: the least cosine of any token's last hidden state to the FP32 model's on the check's inputs
+MIN_APPROXIMATE_COSINE = 0.95
 
 
 def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] = (1, 32), seq_length: int = 128,
                          threads: int | None = None, min_sparsity: float = 0.5, repeats: int = 5,
-                         force_kernel: str | None = None, quantize: str | None = None) -> dict:
+                         force_kernel: str | None = None, quantize: str | None = None, attention: str = "auto") -> dict:
     """Calibrate, verify and save; returns the report written to `output`/sparse_inference.json.
     `quantize="int8"` adds the INT8 kernels (dynamic per-token activations, per-channel weights) to
-    every layer's candidates; the verification then measures how far the outputs move."""
+    every layer's candidates and the bf16 attention kernel to attention's (`attention`: auto, or
+    sdpa / bf16 for every input size); the verification then measures how far the outputs move."""
     if quantize not in QUANTIZE:
         raise ConfigurationError(f"unknown quantize value {quantize!r}; use int8 (or leave it unset for FP32)")
     if not batch_sizes or min(batch_sizes) < 1 or seq_length < 1:
@@ -61,6 +67,7 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
     keep_freed_memory()  # calibrate as load_for_inference runs
     token_counts = sorted({batch * seq_length for batch in batch_sizes})  # JSON keys below are str(tokens)
     threads = threads or torch.get_num_threads()
+    attention_plan = plan_attention(loaded, token_counts, seq_length, repeats, threads, attention, quantize)
     layers = plan_layers(loaded, token_counts, min_sparsity, repeats, threads, force_kernel, quantize)
     loaded.save_pretrained(output)  # before swapping: the plain dense-format checkpoint
     copy_tokenizer(model, output)
@@ -70,14 +77,16 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
         "calibration": {
             "batch_sizes": list(batch_sizes), "seq_length": seq_length, "token_counts": token_counts,
             "threads": threads, "repeats": repeats, "min_sparsity": min_sparsity, "force_kernel": force_kernel,
-            "quantize": quantize, **machine_description(),
+            "quantize": quantize, "attention": attention, **machine_description(),
         },
         "summary": _summary(layers, token_counts),
         "layers": layers,
+        "attention": attention_plan,
     }
     apply_plan(loaded, report)
+    approximate = quantize is not None or BF16 in attention_plan["kernels"].values()
     with torch_threads(threads):
-        report["verification"] = _verify(model, loaded, batch_sizes, seq_length, quantized=quantize is not None)
+        report["verification"] = _verify(model, loaded, batch_sizes, seq_length, approximate=approximate)
     write_json_atomic(os.path.join(output, PLAN_FILE), report)
     write_text_atomic(os.path.join(output, TABLE_FILE), markdown_report(report))
     return report
@@ -114,7 +123,8 @@ def _warn_if_other_instructions(report: dict) -> None:
 
 
 def apply_plan(model: nn.Module, report: dict) -> None:
-    """Swap the planned layers for SparseLinear, in place."""
+    """Swap the planned layers for SparseLinear and switch attention to its planned kernels, in place."""
+    apply_attention_plan(model, report.get("attention"))  # plans without it (older exports) keep SDPA
     for layer in report["layers"]:
         kernels = {int(tokens): kernel for tokens, kernel in layer["kernels"].items()}
         if all(kernel == DENSE for kernel in kernels.values()):
@@ -133,6 +143,66 @@ def apply_plan(model: nn.Module, report: dict) -> None:
         if gelu:  # the layer computes the activation (in its INT8 kernel): the parent's own call does nothing
             parent.intermediate_act_fn = nn.Identity()
         setattr(parent, child_name, SparseLinear(linear, kernels, gelu=gelu))
+    _share_projection_inputs(model)
+    _fuse_output_norms(model)
+
+
+PROJECTIONS = [("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v")]
+
+
+def _share_projection_inputs(model: nn.Module) -> None:
+    """Attention's query, key and value read one input: where all three run the same sparse kernels,
+    one call on their stacked weights serves them (`SharedInput`)."""
+    for module in model.modules():
+        for names in PROJECTIONS:
+            layers = [getattr(module, name, None) for name in names]
+            if all(isinstance(layer, SparseLinear) for layer in layers) and \
+                    len({(layer.in_features, tuple(layer.kernel_by_tokens.items())) for layer in layers}) == 1 and \
+                    not any(layer.gelu for layer in layers):
+                SharedInput(layers)
+
+
+def _fuse_output_norms(model: nn.Module) -> None:
+    """BERT-style output blocks, `LayerNorm(dropout(dense(hidden_states)) + input_tensor)`: where the
+    dense layer's kernel can add the residual and normalize inside (INT8), the block's forward lets
+    it, in eval mode. A block is fused only where its own forward gives the same result on a probe."""
+    for module in model.modules():
+        dense, norm = getattr(module, "dense", None), getattr(module, "LayerNorm", None)
+        if not (isinstance(dense, SparseLinear) and isinstance(norm, nn.LayerNorm) and not dense.gelu
+                and dense.shared is None and norm.normalized_shape == (dense.out_features,)
+                and norm.weight is not None and norm.bias is not None
+                and list(inspect.signature(module.forward).parameters) == ["hidden_states", "input_tensor"]):
+            continue
+        fusing = [name for name in set(dense.kernel_by_tokens.values())
+                  if name != DENSE and KERNELS[name].apply_residual_norm is not None]
+        if fusing and _same_as_own_forward(module, fusing[0]):
+            module.forward = functools.partial(_fused_output_forward, module, module.forward)
+
+
+def _fused_output_forward(module: nn.Module, own_forward, hidden_states: torch.Tensor,
+                          input_tensor: torch.Tensor) -> torch.Tensor:
+    if not module.training:  # dropout is the identity
+        fused = module.dense.residual_norm(hidden_states, input_tensor, module.LayerNorm)
+        if fused is not None:
+            return fused
+    return own_forward(hidden_states, input_tensor)
+
+
+@torch.no_grad()
+def _same_as_own_forward(module: nn.Module, kernel: str, tokens: int = 20) -> bool:
+    dense = module.dense
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, tokens, dense.in_features, generator=generator)
+    residual = torch.randn(1, tokens, dense.out_features, generator=generator)
+    planned, training = dense.kernel_by_tokens, module.training
+    dense.kernel_by_tokens = {tokens: kernel}  # both paths on the kernel that would fuse
+    module.eval()
+    try:
+        expected, fused = module(hidden, residual), dense.residual_norm(hidden, residual, module.LayerNorm)
+    finally:
+        dense.kernel_by_tokens = planned
+        module.train(training)
+    return fused is not None and torch.allclose(fused, expected, rtol=1e-4, atol=1e-4)
 
 
 def _gelu_follows(parent: nn.Module, child_name: str) -> bool:
@@ -212,10 +282,10 @@ def _summary(layers: list[dict], token_counts: list[int]) -> dict:
 
 
 @torch.no_grad()
-def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, quantized: bool = False) -> dict:
+def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, approximate: bool = False) -> dict:
     """Outputs of the exported model against the same checkpoint on dense FP32 kernels, on random
     token ids at each batch size. FP32 kernels must match to float rounding (a mismatch is a bug);
-    INT8 ones move the outputs: the check records how far (relative error of the outputs, cosine of
+    INT8 ones (and bf16 attention) move the outputs: the check records how far (relative error of the outputs, cosine of
     every token's last hidden state, same argmax) and refuses an export whose hidden states no longer
     follow the model's (a classifier's few logits are too few to compare by angle)."""
     dense = load_pretrained(model_path).eval()
@@ -225,11 +295,11 @@ def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, 
     max_abs_diff, relative, cosine, same_argmax, rows = 0.0, 0.0, 1.0, 0, 0
     for batch in batch_sizes:
         input_ids = torch.randint(0, config.vocab_size, (batch, length), generator=generator)
-        expected_out = dense(input_ids=input_ids, output_hidden_states=quantized)
-        actual_out = exported(input_ids=input_ids, output_hidden_states=quantized)
+        expected_out = dense(input_ids=input_ids, output_hidden_states=approximate)
+        actual_out = exported(input_ids=input_ids, output_hidden_states=approximate)
         expected, actual = expected_out[0], actual_out[0]
         max_abs_diff = max(max_abs_diff, (actual - expected).abs().max().item())
-        if not quantized:
+        if not approximate:
             if not torch.allclose(actual, expected, rtol=1e-3, atol=1e-3):
                 raise RuntimeError(f"exported outputs differ from dense by {(actual - expected).abs().max():.3g} "
                                    f"at batch {batch}; please report this")
@@ -243,12 +313,13 @@ def _verify(model_path: str, exported: nn.Module, batch_sizes, seq_length: int, 
         same_argmax += int((flat_actual.argmax(-1) == flat_expected.argmax(-1)).sum())
         rows += flat_actual.shape[0]
     result = {"batch_sizes": list(batch_sizes), "seq_length": length, "max_abs_diff": max_abs_diff}
-    if quantized:
+    if approximate:
         result.update(max_relative_error=round(relative, 5), min_cosine=round(cosine, 5),
                       same_argmax=round(same_argmax / rows, 5))
-        if cosine < MIN_INT8_COSINE:
-            raise ConfigurationError(f"INT8 hidden states drift from the FP32 model's (cosine {cosine:.3f} < "
-                                     f"{MIN_INT8_COSINE}); export without --quantize for this model")
+        if cosine < MIN_APPROXIMATE_COSINE:
+            raise ConfigurationError(f"reduced-precision hidden states drift from the FP32 model's (cosine {cosine:.3f}"
+                                     f" < {MIN_APPROXIMATE_COSINE}); export without --quantize (and with --attention "
+                                     "sdpa) for this model")
     return result
 
 
@@ -261,7 +332,8 @@ def markdown_report(report: dict) -> str:
              f"Outputs vs dense FP32 kernels: max abs difference {report['verification']['max_abs_diff']:.3g}"
              + (f", relative error {report['verification']['max_relative_error']}, cosine >= "
                 f"{report['verification']['min_cosine']}, same argmax {report['verification']['same_argmax']:.1%} "
-                "(INT8)." if "min_cosine" in report["verification"] else "."), ""]
+                "(reduced precision)." if "min_cosine" in report["verification"] else "."),
+             attention_line(report.get("attention")), ""]
     summary_rows = [[tokens, ", ".join(f"{k} x{n}" for k, n in entry["layers_per_kernel"].items()),
                      entry.get("calibrated_dense_ms", "-"), entry.get("calibrated_chosen_ms", "-"),
                      entry.get("calibrated_speedup", "-")]
@@ -278,6 +350,16 @@ def markdown_report(report: dict) -> str:
     lines.append(markdown_table(["layer", "shape", "sparsity", "tokens", "kernel", "dense ms", "kernel ms",
                                  "speed-up", "why"], rows))
     return "\n".join(lines)
+
+
+def attention_line(plan: dict | None) -> str:
+    if not plan:
+        return "Attention: SDPA (the plan predates attention kernels)."
+    times = plan.get("times_ms", {})
+    per_size = ", ".join(f"{tokens} tokens {kernel}" + (
+        f" ({times[tokens]['sdpa']:.2f} ms SDPA, {times[tokens]['bf16']:.2f} ms bf16)" if tokens in times else "")
+        for tokens, kernel in plan["kernels"].items())
+    return f"Attention: {per_size}; {plan['reason']}."
 
 
 def _positive_ints(text: str) -> tuple[int, ...]:
@@ -301,18 +383,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip calibration: this kernel for every layer above min_sparsity")
     parser.add_argument("--quantize", default=None, help="int8: INT8 kernels (per-channel weights, per-token "
                         "dynamic activations) join the candidates; the export records how far outputs move")
+    parser.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
+                        help="auto: with --quantize, the bf16 attention kernel where calibration measures it faster "
+                        "than SDPA; sdpa: FP32 attention; bf16: the bf16 kernel for every input size")
     args = parser.parse_args(argv)
 
     def run() -> None:
         report = export_for_inference(args.model, args.output, args.batch_sizes, args.seq_length, args.threads,
-                                      args.min_sparsity, args.repeats, args.force_kernel, args.quantize)
+                                      args.min_sparsity, args.repeats, args.force_kernel, args.quantize, args.attention)
         for tokens, entry in report["summary"].items():
             kernels = ", ".join(f"{kernel} x{count}" for kernel, count in entry["layers_per_kernel"].items())
             speedup = f", Linear layers {entry['calibrated_speedup']}x" if "calibrated_speedup" in entry else ""
             print(f"{tokens} tokens: {kernels}{speedup}")
+        print(attention_line(report["attention"]))
         check = report["verification"]
         if "min_cosine" in check:
-            print(f"INT8 against FP32 outputs: relative error {check['max_relative_error']}, cosine >= "
+            print(f"Against FP32 outputs: relative error {check['max_relative_error']}, cosine >= "
                   f"{check['min_cosine']}, same argmax {check['same_argmax']:.1%}")
         print(f"-> {args.output} (load with sparse_transfer.load_for_inference)")
 

@@ -14,6 +14,7 @@ calibration measures them (see calibration.py).
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class Kernel:
     quantized: bool = False  # INT8: a candidate only for an INT8 export
     # (format, x, bias) -> GELU(y) computed inside the kernel; None: GELU runs after it
     apply_gelu: Callable[[object, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
+    # (format, x, bias, residual, layer_norm) -> layer_norm(y + residual) inside the kernel; None: not fused
+    apply_residual_norm: Callable[[object, torch.Tensor, torch.Tensor | None, torch.Tensor, nn.LayerNorm],
+                                  torch.Tensor] | None = None
 
     def supports(self, shape: tuple[int, int]) -> bool:
         return all(size % self.block_size == 0 for size in shape)
@@ -149,7 +153,9 @@ KERNELS: dict[str, Kernel] = {
         Kernel("dense_int8", _dense_int8_prepare, _dense_int8_apply, unavailable_reason=_dense_int8_unavailable,
                quantized=True),
         Kernel("sparse_int8", Int8BlockWeight.of, _sparse_int8_apply, unavailable_reason=_native_unavailable,
-               quantized=True, apply_gelu=lambda weight, x, bias: load_native().sparse_int8(weight, bias, x, gelu=True)),
+               quantized=True, apply_gelu=lambda weight, x, bias: load_native().sparse_int8(weight, bias, x, gelu=True),
+               apply_residual_norm=lambda weight, x, bias, residual, norm: load_native().sparse_int8(
+                   weight, bias, x, residual=residual, norm=norm)),
     ]
 }
 KERNEL_NAMES = (DENSE, *KERNELS)
@@ -176,6 +182,7 @@ class SparseLinear(nn.Linear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
         self.gelu = gelu
+        self.shared: tuple[SharedInput, int] | None = None  # set by SharedInput: (the group, this layer's place)
         self.kernel_by_tokens = dict(sorted(kernel_by_tokens.items()))
         with torch.no_grad():
             weight = self.weight.detach().float().contiguous()
@@ -185,26 +192,98 @@ class SparseLinear(nn.Linear):
     def kernel_for(self, tokens: int) -> str:
         return self.kernel_by_tokens[nearest_token_count(tokens, list(self.kernel_by_tokens))]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _kernel_input(self, x: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+        """(kernel name, x as 2-D with unit column stride) where a sparse kernel takes `x`; None for
+        the dense path (gradients, not float32 on CPU, or dense planned for this many tokens)."""
         needs_grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
         if needs_grad or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
-            return self._activated(super().forward(x))
+            return None
         x2d = x.reshape(-1, self.in_features)
         name = self.kernel_for(max(1, x2d.shape[0]))
         if name == DENSE:
+            return None
+        return name, (x2d if x2d.stride(-1) == 1 else x2d.contiguous()).detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        planned = self._kernel_input(x)
+        if planned is None:
             return self._activated(super().forward(x))
-        if x2d.stride(-1) != 1:
-            x2d = x2d.contiguous()
+        name, x2d = planned
+        if self.shared is not None and self.shared[0].enabled:
+            y = self.shared[0].output(x, x2d, name, self.shared[1])
+            if y is not None:
+                return y.reshape(*x.shape[:-1], self.out_features)
         bias = None if self.bias is None else self.bias.detach()
         kernel = KERNELS[name]
         if self.gelu and kernel.apply_gelu is not None:
-            y = kernel.apply_gelu(self._prepared[name], x2d.detach(), bias)
+            y = kernel.apply_gelu(self._prepared[name], x2d, bias)
         else:
-            y = self._activated(kernel.apply(self._prepared[name], x2d.detach(), bias))
+            y = self._activated(kernel.apply(self._prepared[name], x2d, bias))
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def residual_norm(self, x: torch.Tensor, residual: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor | None:
+        """norm(self(x) + residual) computed inside the kernel, where the planned kernel can (and the
+        call needs no gradients); None otherwise, for the caller's own path."""
+        planned = self._kernel_input(x)
+        if planned is None or self.gelu or KERNELS[planned[0]].apply_residual_norm is None or \
+                residual.shape[:-1] != x.shape[:-1] or residual.dtype != torch.float32 or \
+                (torch.is_grad_enabled() and (residual.requires_grad or norm.weight.requires_grad)):
+            return None
+        name, x2d = planned
+        residual2d = residual.reshape(-1, self.out_features)
+        if residual2d.stride(-1) != 1:
+            residual2d = residual2d.contiguous()
+        bias = None if self.bias is None else self.bias.detach()
+        y = KERNELS[name].apply_residual_norm(self._prepared[name], x2d, bias, residual2d.detach(), norm)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def _activated(self, y: torch.Tensor) -> torch.Tensor:
         return F.gelu(y) if self.gelu else y
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, kernels={self.kernel_by_tokens}" + (", gelu" if self.gelu else "")
+        shared = f", shared input with {len(self.shared[0].layers) - 1} more" if self.shared else ""
+        return f"{super().extra_repr()}, kernels={self.kernel_by_tokens}" + (", gelu" if self.gelu else "") + shared
+
+
+class SharedInput:
+    """SparseLinear layers that read the same input (attention's query, key and value) and run the
+    same kernels: the first of them to see an input runs one kernel call on their stacked weights
+    (one quantization and packing of the input instead of one each, more rows per call to split
+    among threads), and the others take their columns of its output while their input is the same
+    tensor, unchanged (per thread). The first time they are not called on one input (cross-attention:
+    keys and values read the encoder's states) each runs on its own from then on."""
+
+    def __init__(self, layers: list[SparseLinear]):
+        first = layers[0]
+        if any(layer.in_features != first.in_features or layer.kernel_by_tokens != first.kernel_by_tokens
+               or layer.gelu for layer in layers):
+            raise ValueError("layers that share an input need the same input size and kernels, and no GELU")
+        self.layers, self.enabled = layers, True
+        self.splits = [layer.out_features for layer in layers]
+        with torch.no_grad():
+            weight = torch.cat([layer.weight.detach().float() for layer in layers]).contiguous()
+            biases = [layer.bias.detach().float() if layer.bias is not None else torch.zeros(layer.out_features)
+                      for layer in layers]
+        self.bias = torch.cat(biases)
+        self._prepared = {name: KERNELS[name].prepare(weight)
+                          for name in set(first.kernel_by_tokens.values()) if name != DENSE}
+        self._local = threading.local()
+        for index, layer in enumerate(layers):
+            layer.shared = (self, index)
+
+    def output(self, x: torch.Tensor, x2d: torch.Tensor, name: str, index: int) -> torch.Tensor | None:
+        """Layer `index`'s output (tokens, its out_features) for input `x` (x2d its 2-D view); None
+        once the layers turn out not to share inputs (the caller then runs the layer alone)."""
+        cached = getattr(self._local, "cached", None)
+        if cached is not None and cached["input"] is x and cached["version"] == x._version and index in cached["left"]:
+            cached["left"].discard(index)
+            if not cached["left"]:
+                self._local.cached = None  # every layer served: the memory goes with the last view
+            return cached["outputs"][index]
+        if cached is not None:  # an input some of them never read: they do not share inputs
+            self.enabled, self._local.cached = False, None
+            return None
+        outputs = KERNELS[name].apply(self._prepared[name], x2d.detach(), self.bias).split(self.splits, dim=1)
+        self._local.cached = {"input": x, "version": x._version, "outputs": outputs,
+                              "left": set(range(len(self.layers))) - {index}}
+        return outputs[index]

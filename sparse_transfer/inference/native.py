@@ -1,5 +1,6 @@
 """The toolkit's C kernels (`tiled_csr`: FP32 CSR; `sparse_int8`: INT8 1x4-block CSR with VNNI
-where the CPU has it): compiled on first use with the machine's C compiler, cached, called through
+where the CPU has it; `bf16_attention`: attention with bfloat16 dot products where the CPU has
+them): compiled on first use with the machine's C compiler, cached, called through
 ctypes. Each call splits its work across threads in C (OpenMP, torch's thread count); the GIL is
 released during the call.
 
@@ -23,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-SOURCES = [Path(__file__).with_name(name) for name in ("tiled_csr.c", "sparse_int8.c")]
-HEADERS = [Path(__file__).with_name("kernel_parts.h")]
+SOURCES = [Path(__file__).with_name(name) for name in ("tiled_csr.c", "sparse_int8.c", "attention.c")]
+HEADERS = [Path(__file__).with_name(name) for name in ("kernel_parts.h", "vector_math.h")]
 FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
 OPENMP = ["-fopenmp"]  # torch's own libgomp (the same soname) serves the kernels when torch loaded it
 
@@ -75,11 +76,16 @@ class NativeKernels:
         self._tiled_csr.argtypes = [pointer] * 5 + [integer] * 3 + [pointer] + [integer] * 2
         self._sparse_int8 = library.sparse_int8_linear
         self._sparse_int8.restype = ctypes.c_int
-        self._sparse_int8.argtypes = [pointer] * 7 + [integer] * 3 + [pointer] * 2 + [integer] * 3
+        self._sparse_int8.argtypes = [pointer] * 7 + [integer] * 3 + [pointer] * 2 + [integer] * 2 + [
+            pointer, integer, pointer, pointer, ctypes.c_float, integer]
         self._quantize_rows = library.sparse_int8_quantize_rows
         self._quantize_rows.restype = None
         self._quantize_rows.argtypes = [pointer] + [integer] * 3 + [pointer] * 3
+        self._attention = library.bf16_attention
+        self._attention.restype = ctypes.c_int
+        self._attention.argtypes = [pointer] * 4 + [integer] * 5 + [pointer] * 4 + [ctypes.c_float, pointer, integer]
         self.has_vnni = bool(library.sparse_int8_has_vnni())
+        self.has_bf16 = bool(library.bf16_attention_available())
         self.openmp = openmp
 
     def threads(self) -> int:
@@ -96,22 +102,51 @@ class NativeKernels:
             raise MemoryError("tiled_csr: no memory for a packed tile")
         return y
 
-    def sparse_int8(self, weight, bias, x: torch.Tensor, sums: torch.Tensor | None = None,
-                    gelu: bool = False) -> torch.Tensor:
+    def sparse_int8(self, weight, bias, x: torch.Tensor, sums: torch.Tensor | None = None, gelu: bool = False,
+                    residual: torch.Tensor | None = None, norm: torch.nn.LayerNorm | None = None) -> torch.Tensor:
         """With `weight` a kernels.Int8BlockWeight: x (tokens, in) float32 with unit column stride ->
         dequantized x_q @ W_q^T + bias (its GELU with `gelu`, computed in the kernel); `sums`
-        (tokens, out) int32, if given, receives the exact integer sums (before the zero-point term)."""
+        (tokens, out) int32, if given, receives the exact integer sums (before the zero-point term).
+        With `residual` (tokens, out; unit column stride) and `norm` (a LayerNorm over out features,
+        with weight and bias): norm(y + residual), computed in the kernel."""
         tokens, in_features = x.shape
         out_features = weight.indptr.numel() - 1
         y = torch.empty(tokens, out_features, dtype=torch.float32)
+        norm_arguments = [None, 0, None, None, 0.0]
+        if residual is not None:
+            norm_arguments = [residual.data_ptr(), residual.stride(0), norm.weight.data_ptr(), norm.bias.data_ptr(),
+                              norm.eps]
         status = self._sparse_int8(weight.indptr.data_ptr(), weight.columns.data_ptr(), weight.values.data_ptr(),
                                    weight.row_sums.data_ptr(), weight.scales.data_ptr(),
                                    bias.data_ptr() if bias is not None else None, x.data_ptr(), x.stride(0), tokens,
                                    in_features, y.data_ptr(), sums.data_ptr() if sums is not None else None,
-                                   out_features, int(gelu), self.threads())
+                                   out_features, int(gelu), *norm_arguments, self.threads())
         if status:
             raise MemoryError("sparse_int8: no memory for a packed tile")
         return y
+
+    def bf16_attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                       scale: float) -> torch.Tensor:
+        """softmax(scale * query @ key^T, masked) @ value with bf16 dot products and fp32 sums.
+        query (batch, heads, queries, dim), key and value (batch, heads, keys, dim): float32 on CPU,
+        any strides but a unit one along dim (dim a multiple of 32); mask: bool, broadcastable to
+        (batch, heads, queries, keys), True = attend, or None. Returns (batch, queries, heads, dim)."""
+        batch, heads, queries, dim = query.shape
+        keys = key.shape[2]
+        out = torch.empty(batch, queries, heads, dim, dtype=torch.float32)
+        if mask is not None:
+            mask = mask.expand(batch, heads, queries, keys)
+            if mask.stride(-1) != 1:
+                mask = mask.contiguous()
+        strides = [(ctypes.c_int64 * 3)(*tensor.stride()[:3]) for tensor in (query, key, value)]
+        mask_strides = (ctypes.c_int64 * 3)(*(mask.stride()[:3] if mask is not None else (0, 0, 0)))
+        status = self._attention(query.data_ptr(), key.data_ptr(), value.data_ptr(),
+                                 mask.data_ptr() if mask is not None else None, batch, heads, queries, keys, dim,
+                                 *strides, mask_strides, scale, out.data_ptr(), self.threads())
+        if status:
+            raise MemoryError("bf16_attention: no memory for packed heads") if status == -1 else RuntimeError(
+                "bf16_attention: this build has no bf16 dot products")
+        return out
 
     def quantize_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The kernel's per-token UINT8 quantization of x (tokens, in): x_q, scales, zero points."""

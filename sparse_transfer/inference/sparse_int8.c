@@ -10,12 +10,15 @@
  * without it a portable loop computes the same int32 sums. Accumulators are exact: the output is
  * x_scale[t] * w_scale[o] * (acc - x_zero[t] * row_sum[o]) + bias[o], and with `gelu` GELU of it
  * (the erf form BERT uses) while it is still in registers: the FFN's activation costs no pass of its own.
+ * With a residual, the output block of BERT-style layers, LayerNorm(y + residual), is computed on each
+ * tile's rows while they are in cache.
  * Threads: OpenMP splits tiles (or output rows when there are fewer tiles than threads).
  */
 #include <math.h>
 #include <stdint.h>
 
 #include "kernel_parts.h"
+#include "vector_math.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,62 +88,37 @@ void sparse_int8_quantize_rows(const float *x, int64_t x_row_stride, int64_t tok
 }
 
 /* Quantize and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4]; padded features hold
- * each token's zero point (the value 0), padded tokens hold 0. `row` has room for blocks * 4 bytes. */
+ * each token's zero point (the value 0), padded tokens hold 0. `rows` has room for 16 rows of
+ * blocks * 4 bytes: 16 tokens are quantized into it, then moved 16 blocks at a time (a 16 x 16
+ * transpose of 4-byte blocks where the CPU has AVX-512). */
 static void pack_tile(const float *x, int64_t x_row_stride, int64_t features, int64_t blocks, int64_t t0,
-                      int64_t count, uint8_t *packed, uint8_t *row, float *scales, int32_t *zeros) {
-  for (int64_t t = 0; t < TILE; t++) {
-    if (t >= count) {
-      for (int64_t b = 0; b < blocks; b++) memset(packed + (b * TILE + t) * 4, 0, 4);
-      scales[t] = 1.0f;
-      zeros[t] = 0;
-      continue;
+                      int64_t count, uint8_t *packed, uint8_t *rows, float *scales, int32_t *zeros) {
+  int64_t row_bytes = blocks * 4;
+  for (int64_t g = 0; g < TILE; g += 16) {
+    for (int64_t t = g; t < g + 16; t++) {
+      uint8_t *row = rows + (t - g) * row_bytes;
+      if (t >= count) {
+        memset(row, 0, (size_t)row_bytes);
+        scales[t] = 1.0f;
+        zeros[t] = 0;
+        continue;
+      }
+      quantize_row(x + (t0 + t) * x_row_stride, features, row, &scales[t], &zeros[t]);
+      for (int64_t k = features; k < row_bytes; k++) row[k] = (uint8_t)zeros[t];
     }
-    quantize_row(x + (t0 + t) * x_row_stride, features, row, &scales[t], &zeros[t]);
-    for (int64_t k = features; k < blocks * 4; k++) row[k] = (uint8_t)zeros[t];
-    for (int64_t b = 0; b < blocks; b++) memcpy(packed + (b * TILE + t) * 4, row + 4 * b, 4);
+    int64_t b0 = 0;
+#ifdef __AVX512F__
+    for (; b0 + 16 <= blocks; b0 += 16) {
+      __m512 v[16];
+      for (int r = 0; r < 16; r++) v[r] = _mm512_loadu_ps((const float *)(rows + r * row_bytes + 4 * b0));
+      transpose16(v); /* v[e]: block b0 + e of the 16 tokens */
+      for (int e = 0; e < 16; e++) _mm512_store_ps((float *)(packed + ((b0 + e) * TILE + g) * 4), v[e]);
+    }
+#endif
+    for (; b0 < blocks; b0++)
+      for (int r = 0; r < 16; r++) memcpy(packed + (b0 * TILE + g + r) * 4, rows + r * row_bytes + 4 * b0, 4);
   }
 }
-
-#ifdef __AVX512F__
-/* exp(v) for v <= 0 (Cephes expf: v = n ln2 + r, a degree-6 polynomial in r, times 2^n); relative
- * error ~1e-7; below -87 the result is 0. */
-static inline __m512 exp_nonpositive16(__m512 v) {
-  v = _mm512_max_ps(v, _mm512_set1_ps(-87.0f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), v);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-
-/* GELU(x) = x / 2 * (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26 (absolute error below
- * 1.5e-7, so GELU within 1e-7 * |x| of the exact value). */
-static inline __m512 gelu16(__m512 x) {
-  __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
-  __m512 a = _mm512_abs_ps(z);
-  __m512 d = _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f));
-  __m512 t = _mm512_rcp14_ps(d); /* 1 / d to 2^-14, then one Newton step (a division costs more) */
-  t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  p = _mm512_mul_ps(p, t);
-  __m512 erf_abs = _mm512_fnmadd_ps(p, exp_nonpositive16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)),
-                                    _mm512_set1_ps(1.0f));
-  __mmask16 negative = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
-  __m512 erf = _mm512_mask_sub_ps(erf_abs, negative, _mm512_setzero_ps(), erf_abs);
-  return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf, _mm512_set1_ps(1.0f)));
-}
-#endif
 
 static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
@@ -151,13 +129,26 @@ static inline void row_of_tile(const int32_t *indptr, const int32_t *columns, co
                                const uint8_t *packed, int64_t o, const float *scales, const int32_t *zeros,
                                int32_t row_sum, float w_scale, float b, int use_gelu, float *out, int32_t *sums) {
 #if SPARSE_INT8_VNNI
-  __m512i acc[TILE / 16];
-  for (int i = 0; i < TILE / 16; i++) acc[i] = _mm512_setzero_si512();
-  for (int32_t k = indptr[o]; k < indptr[o + 1]; k++) {
+  /* Two sets of accumulators, for even and odd blocks: twice the independent vpdpbusd chains, so
+   * that their latency does not bound the throughput (int32 sums: the same result in any order). */
+  __m512i acc[TILE / 16], odd[TILE / 16];
+  for (int i = 0; i < TILE / 16; i++) acc[i] = odd[i] = _mm512_setzero_si512();
+  int32_t k = indptr[o], end = indptr[o + 1];
+  for (; k + 1 < end; k += 2) {
+    const __m512i *xs = (const __m512i *)(packed + (int64_t)columns[k] * TILE * 4);
+    const __m512i *xs_odd = (const __m512i *)(packed + (int64_t)columns[k + 1] * TILE * 4);
+    __m512i w = _mm512_set1_epi32(values[k]), w_odd = _mm512_set1_epi32(values[k + 1]);
+    for (int i = 0; i < TILE / 16; i++) {
+      acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_load_si512(xs + i), w);
+      odd[i] = _mm512_dpbusd_epi32(odd[i], _mm512_load_si512(xs_odd + i), w_odd);
+    }
+  }
+  if (k < end) {
     const __m512i *xs = (const __m512i *)(packed + (int64_t)columns[k] * TILE * 4);
     __m512i w = _mm512_set1_epi32(values[k]);
     for (int i = 0; i < TILE / 16; i++) acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_load_si512(xs + i), w);
   }
+  for (int i = 0; i < TILE / 16; i++) acc[i] = _mm512_add_epi32(acc[i], odd[i]);
   __m512i vrow_sum = _mm512_set1_epi32(row_sum);
   __m512 vw_scale = _mm512_set1_ps(w_scale), vb = _mm512_set1_ps(b);
   for (int i = 0; i < TILE / 16; i++) {
@@ -188,32 +179,6 @@ static inline void row_of_tile(const int32_t *indptr, const int32_t *columns, co
 #endif
 }
 
-#ifdef __AVX512F__
-/* r[i] holds 16 values of row i; afterwards r[e] holds value e of every row (a 16 x 16 transpose). */
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; g++) { /* rows 4g .. 4g + 3: u[4g + k] holds element 4j + k in 128-bit lane j */
-    __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-    __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  for (int k = 0; k < 4; k++) {
-    __m512 v = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88), w = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
-    __m512 v2 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xdd), w2 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xdd);
-    r[k] = _mm512_shuffle_f32x4(v, w, 0x88);
-    r[8 + k] = _mm512_shuffle_f32x4(v, w, 0xdd);
-    r[4 + k] = _mm512_shuffle_f32x4(v2, w2, 0x88);
-    r[12 + k] = _mm512_shuffle_f32x4(v2, w2, 0xdd);
-  }
-}
-#endif
 
 /* out[r][t] (rows x TILE) -> y[t0 + t][r0 + r]: a token's outputs of these rows are consecutive in y,
  * so they are written as whole stretches (16 x 16 transposes where the CPU has AVX-512), a few
@@ -240,26 +205,75 @@ static void write_rows(float (*out)[TILE], int64_t rows, int64_t count, float *y
   }
 }
 
+/* y[t] = LayerNorm(y[t] + residual[t]) (weight, bias, eps; the biased variance, as torch) for
+ * `count` rows of `features`, in place: the output block of BERT-style layers, while y is in cache. */
+static void add_layer_norm(float *y, const float *residual, int64_t residual_stride, int64_t count, int64_t features,
+                           const float *weight, const float *bias, float eps) {
+  for (int64_t t = 0; t < count; t++) {
+    float *row = y + t * features;
+    const float *res = residual + t * residual_stride;
+    float sum = 0.0f, squares = 0.0f;
+    int64_t k = 0;
+#ifdef __AVX512F__
+    __m512 vsum = _mm512_setzero_ps();
+    for (; k + 16 <= features; k += 16) {
+      __m512 v = _mm512_add_ps(_mm512_loadu_ps(row + k), _mm512_loadu_ps(res + k));
+      _mm512_storeu_ps(row + k, v);
+      vsum = _mm512_add_ps(vsum, v);
+    }
+    sum = _mm512_reduce_add_ps(vsum);
+#endif
+    for (; k < features; k++) {
+      row[k] += res[k];
+      sum += row[k];
+    }
+    float mean = sum / (float)features;
+    k = 0;
+#ifdef __AVX512F__
+    __m512 vmean = _mm512_set1_ps(mean), vsquares = _mm512_setzero_ps();
+    for (; k + 16 <= features; k += 16) {
+      __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + k), vmean);
+      vsquares = _mm512_fmadd_ps(d, d, vsquares);
+    }
+    squares = _mm512_reduce_add_ps(vsquares);
+#endif
+    for (; k < features; k++) squares += (row[k] - mean) * (row[k] - mean);
+    float inverse = 1.0f / sqrtf(squares / (float)features + eps);
+    k = 0;
+#ifdef __AVX512F__
+    __m512 vinverse = _mm512_set1_ps(inverse);
+    for (; k + 16 <= features; k += 16) {
+      __m512 normal = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + k), vmean), vinverse);
+      _mm512_storeu_ps(row + k, _mm512_fmadd_ps(normal, _mm512_loadu_ps(weight + k), _mm512_loadu_ps(bias + k)));
+    }
+#endif
+    for (; k < features; k++) row[k] = (row[k] - mean) * inverse * weight[k] + bias[k];
+  }
+}
+
 /* y (tokens x out_features) from x (GELU of it with `use_gelu`); `sums` (tokens x out_features int32,
- * may be NULL) receives the exact integer sums. Returns 0, or -1 without memory. */
+ * may be NULL) receives the exact integer sums. With `residual` (tokens x out_features at its row
+ * stride) y becomes LayerNorm(y + residual) by norm_weight, norm_bias, norm_eps: per tile as soon as
+ * its rows are done, or after all of them when threads split the rows. Returns 0, or -1 without memory. */
 int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int32_t *values, const int32_t *row_sums,
                        const float *w_scales, const float *bias, const float *x, int64_t x_row_stride,
                        int64_t tokens, int64_t in_features, float *y, int32_t *sums, int64_t out_features,
-                       int64_t use_gelu, int64_t threads) {
+                       int64_t use_gelu, const float *residual, int64_t residual_stride, const float *norm_weight,
+                       const float *norm_bias, float norm_eps, int64_t threads) {
   int64_t tiles = (tokens + TILE - 1) / TILE, blocks = (in_features + 3) / 4;
   int64_t parts = kernel_part_count(tiles, threads);
-  int failed = 0;
+  int rows_split = tiles < threads, failed = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed) if (threads > 1)
   for (int64_t part = 0; part < parts; part++) {
     kernel_part range = kernel_part_of(part, tiles, out_features, threads);
     int64_t tile_begin = range.tile_begin, tile_end = range.tile_end;
     int64_t row_begin = range.row_begin, row_end = range.row_end;
     uint8_t *packed = aligned_alloc(64, (size_t)(blocks * TILE * 4 + 64));
-    uint8_t *row = malloc((size_t)(blocks * 4 + 16));
+    uint8_t *token_rows = malloc((size_t)(16 * blocks * 4 + 16));
     float (*out)[TILE] = aligned_alloc(64, sizeof(float[ROWS][TILE]));
-    if (!packed || !row || !out) {
+    if (!packed || !token_rows || !out) {
       free(packed);
-      free(row);
+      free(token_rows);
       free(out);
       failed = 1;
       continue;
@@ -268,7 +282,7 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
     int32_t zeros[TILE] __attribute__((aligned(64))), tile_sums[TILE];
     for (int64_t tile = tile_begin; tile < tile_end; tile++) {
       int64_t t0 = tile * TILE, count = tokens - t0 < TILE ? tokens - t0 : TILE;
-      pack_tile(x, x_row_stride, in_features, blocks, t0, count, packed, row, scales, zeros);
+      pack_tile(x, x_row_stride, in_features, blocks, t0, count, packed, token_rows, scales, zeros);
       for (int64_t r0 = row_begin; r0 < row_end; r0 += ROWS) {
         int64_t rows = row_end - r0 < ROWS ? row_end - r0 : ROWS;
         for (int64_t r = 0; r < rows; r++) {
@@ -280,10 +294,19 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
         }
         write_rows(out, rows, count, y, t0, r0, out_features);
       }
+      if (residual && !rows_split)
+        add_layer_norm(y + t0 * out_features, residual + t0 * residual_stride, residual_stride, count, out_features,
+                       norm_weight, norm_bias, norm_eps);
     }
     free(packed);
-    free(row);
+    free(token_rows);
     free(out);
+  }
+  if (residual && rows_split && !failed) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t t = 0; t < tokens; t++)
+      add_layer_norm(y + t * out_features, residual + t * residual_stride, residual_stride, 1, out_features,
+                     norm_weight, norm_bias, norm_eps);
   }
   return failed ? -1 : 0;
 }

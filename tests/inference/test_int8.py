@@ -274,3 +274,46 @@ def test_the_portable_paths_give_the_same_integers(tmp_path, disabled):
         gelu = portable.sparse_int8(packed, bias, x, gelu=True)  # libm's erff here, the vector erf there
         torch.testing.assert_close(gelu, nn.functional.gelu(y), rtol=0, atol=1e-6 * float(y.abs().max()))
     assert all(torch.equal(a, b) for a, b in zip(portable.quantize_rows(x), NATIVE.quantize_rows(x)))
+
+
+@needs_native
+@pytest.mark.parametrize("tokens", [20, 130])  # one tile (rows split between 2 threads), several tiles
+@pytest.mark.parametrize("out_features", [40, 48])  # with and without a tail past 16-float vectors
+def test_the_kernel_adds_the_residual_and_normalizes_as_layer_norm_does(tokens, out_features):
+    weight, bias = _weight(out_features=out_features, in_features=64), torch.randn(out_features)
+    x, residual = torch.randn(tokens, 64), torch.randn(tokens, 2 * out_features)[:, :out_features]  # strided rows
+    norm = nn.LayerNorm(out_features, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-1, 1)
+    packed = Int8BlockWeight.of(weight)
+    results = []
+    for threads in (1, 2):
+        with torch_threads(threads):
+            plain = NATIVE.sparse_int8(packed, bias, x)
+            results.append(NATIVE.sparse_int8(packed, bias, x, residual=residual, norm=norm))
+        with torch.no_grad():
+            torch.testing.assert_close(results[-1], norm(plain + residual), rtol=1e-5, atol=1e-5)
+    assert torch.equal(results[0], results[1])
+
+
+@needs_native
+def test_an_int8_export_normalizes_bert_s_output_blocks_in_the_kernel(tmp_path):
+    source = tmp_path / "tiny"
+    tiny_sparse_bert(sparsity=0.9, hidden_size=64).save_pretrained(source)
+    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
+                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
+    exported = load_for_inference(str(tmp_path / "int8"))
+    blocks = [block for layer in exported.bert.encoder.layer for block in (layer.attention.output, layer.output)]
+    assert all("forward" in vars(block) for block in blocks)  # the fused forward, on each of the 4 blocks
+    calls = []
+    for block in blocks:
+        own = block.dense.residual_norm
+        block.dense.residual_norm = lambda *args, own=own: calls.append(args[0].shape) or own(*args)
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        fused = exported(input_ids=ids).logits
+        assert len(calls) == 4
+        for block in blocks:
+            del block.forward  # the class's own forward: kernel, then add and LayerNorm in torch
+        torch.testing.assert_close(fused, exported(input_ids=ids).logits, rtol=0, atol=1e-5)

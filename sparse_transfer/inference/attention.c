@@ -1,0 +1,223 @@
+/* softmax(scale * Q K^T + mask) V with bfloat16 dot products: the "bf16" attention kernel.
+ *
+ * Q, K and V are read in place from the projections' outputs (any batch, head and position strides,
+ * unit stride along the head dimension): no transposed or contiguous copies. Per (sequence, head),
+ * on one thread: K is packed as bf16 pairs of consecutive head features, [D / 2][keys] (a 16 x 16
+ * transpose per block), V as bf16 pairs of consecutive keys, [keys / 2][D], Q (times the scale) as
+ * bf16 pairs per row. For ROWS query rows at a time, one vdpbf16ps multiplies a broadcast pair of a
+ * row with the same pair of 16 keys (scores) or of 16 head features (output), accumulating in fp32;
+ * the softmax runs in fp32 on the scores still in L1 (exp with the shared Cephes polynomial), its
+ * probabilities are rounded to bf16 once, and the output is divided by their fp32 sum.
+ * Rounding: Q, K, V and the probabilities to bf16 (8 significant bits, to nearest even); every
+ * sum in fp32. Masked keys (mask 0) get probability exactly 0; a query whose every key is masked
+ * gets a zero output. Output: (batch, queries, heads, D) contiguous, as attention layers return it.
+ * Threads: OpenMP splits the (sequence, head) pairs.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vector_math.h"
+
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define BF16_ATTENTION 1
+#else
+#define BF16_ATTENTION 0
+#endif
+
+int bf16_attention_available(void) { return BF16_ATTENTION; }
+
+#if BF16_ATTENTION
+#define ROWS 4 /* query rows per register tile */
+#define VECS 4 /* 16-lane vectors per tile row: ROWS x VECS fp32 accumulators */
+
+/* 32 floats -> 32 bf16 in order: 16 pairs (x[2i], x[2i + 1]) as 32-bit lanes, the even one low. */
+static inline __m512i bf16_pairs(const float *x, __m512 scale) {
+  __m512 lo = _mm512_mul_ps(_mm512_loadu_ps(x), scale), hi = _mm512_mul_ps(_mm512_loadu_ps(x + 16), scale);
+  return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
+/* 16 lanes of (a[d], b[d]) bf16 pairs, a's value low: two rows of consecutive keys interleaved. */
+static inline __m512i bf16_interleave(__m512 a, __m512 b) {
+  __m512i low = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
+  __m512i high = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b));
+  return _mm512_or_si512(low, _mm512_slli_epi32(high, 16));
+}
+
+/* Kp[p * keys_padded + j] = (K[j][2p], K[j][2p + 1]); zero for j >= keys. */
+static void pack_keys(const float *k, int64_t k_stride, int64_t keys, int64_t keys_padded, int64_t dim,
+                      int32_t *kp) {
+  __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t j0 = 0; j0 < keys_padded; j0 += 16)
+    for (int64_t p0 = 0; p0 < dim / 2; p0 += 16) {
+      __m512 v[16];
+      for (int r = 0; r < 16; r++)
+        v[r] = j0 + r < keys ? _mm512_castsi512_ps(bf16_pairs(k + (j0 + r) * k_stride + 2 * p0, one))
+                             : _mm512_setzero_ps();
+      transpose16(v);
+      for (int e = 0; e < 16; e++) _mm512_storeu_ps((float *)(kp + (p0 + e) * keys_padded + j0), v[e]);
+    }
+}
+
+/* Vp[q * dim + d] = (V[2q][d], V[2q + 1][d]); zero for keys >= keys. */
+static void pack_values(const float *v, int64_t v_stride, int64_t keys, int64_t keys_padded, int64_t dim,
+                        int32_t *vp) {
+  for (int64_t q = 0; q < keys_padded / 2; q++)
+    for (int64_t d = 0; d < dim; d += 16) {
+      __m512 a = 2 * q < keys ? _mm512_loadu_ps(v + 2 * q * v_stride + d) : _mm512_setzero_ps();
+      __m512 b = 2 * q + 1 < keys ? _mm512_loadu_ps(v + (2 * q + 1) * v_stride + d) : _mm512_setzero_ps();
+      _mm512_storeu_si512(vp + q * dim + d, bf16_interleave(a, b));
+    }
+}
+
+/* scores[r][j0 + 16c + lane] = sum_p Q pair (i0 + r, p) . K pair (p, j), for `vecs` vectors of keys. */
+static inline __attribute__((always_inline)) void score_tile(const int32_t *qp, int64_t pairs, const int32_t *kp,
+                                                             int64_t keys_padded, int64_t j0, int vecs,
+                                                             float *scores) {
+  __m512 acc[ROWS][VECS];
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; p++) {
+    __m512i kv[VECS];
+    for (int c = 0; c < vecs; c++) kv[c] = _mm512_loadu_si512(kp + p * keys_padded + j0 + 16 * c);
+    for (int r = 0; r < ROWS; r++) {
+      __m512i qb = _mm512_set1_epi32(qp[r * pairs + p]);
+      for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)qb, (__m512bh)kv[c]);
+    }
+  }
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < vecs; c++) _mm512_storeu_ps(scores + r * keys_padded + j0 + 16 * c, acc[r][c]);
+}
+
+/* out rows (ROWS x `vecs` vectors of head features from d0) = probabilities . V pairs, times 1 / sum. */
+static inline __attribute__((always_inline)) void value_tile(const int32_t *pp, int64_t key_pairs, const int32_t *vp,
+                                                             int64_t dim, int64_t d0, int vecs,
+                                                             const float *inverse, float *out,
+                                                             int64_t out_stride, int64_t rows) {
+  __m512 acc[ROWS][VECS];
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < key_pairs; q++) {
+    __m512i vv[VECS];
+    for (int c = 0; c < vecs; c++) vv[c] = _mm512_loadu_si512(vp + q * dim + d0 + 16 * c);
+    for (int r = 0; r < ROWS; r++) {
+      __m512i pb = _mm512_set1_epi32(pp[r * key_pairs + q]);
+      for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)pb, (__m512bh)vv[c]);
+    }
+  }
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < vecs; c++)
+      _mm512_storeu_ps(out + r * out_stride + d0 + 16 * c, _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inverse[r])));
+}
+
+/* One row's softmax over `keys` scores (scores[j] for j < keys; `mask` bytes, 0 = masked, or NULL):
+ * the unnormalized probabilities as bf16 pairs into pp (keys_padded / 2 lanes, zero past keys);
+ * returns 1 / their sum, or 0 when every key is masked. */
+static float softmax_row(float *scores, const uint8_t *mask, int64_t keys, int64_t keys_padded, int32_t *pp) {
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < keys_padded; j += 16) {
+    __mmask16 valid = j + 16 <= keys ? 0xffff : (__mmask16)((1u << (keys > j ? keys - j : 0)) - 1);
+    if (mask) valid &= _mm_test_epi8_mask(_mm_maskz_loadu_epi8(valid, mask + j), _mm_set1_epi8(-1));
+    __m512 s = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), _mm512_loadu_ps(scores + j));
+    _mm512_storeu_ps(scores + j, s);
+    vmax = _mm512_max_ps(vmax, s);
+  }
+  float row_max = _mm512_reduce_max_ps(vmax);
+  if (row_max == -INFINITY) {
+    memset(pp, 0, (size_t)keys_padded * 2);
+    return 0.0f;
+  }
+  __m512 shift = _mm512_set1_ps(row_max), vsum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < keys_padded; j += 32) {
+    __m512 e[2];
+    for (int h = 0; h < 2; h++) {
+      __m512 s = _mm512_loadu_ps(scores + j + 16 * h);
+      __mmask16 valid = _mm512_cmp_ps_mask(s, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+      e[h] = _mm512_maskz_mov_ps(valid, exp_nonpositive16(_mm512_sub_ps(s, shift)));
+      vsum = _mm512_add_ps(vsum, e[h]);
+    }
+    _mm512_storeu_si512(pp + j / 2, (__m512i)_mm512_cvtne2ps_pbh(e[1], e[0]));
+  }
+  return 1.0f / _mm512_reduce_add_ps(vsum);
+}
+
+typedef struct {
+  int32_t *kp, *vp, *qp, *pp;
+  float *scores;
+} scratch;
+
+/* One (sequence, head): q, k, v and mask rows at their strides; out rows of `out_stride` floats. */
+static void attend(const float *q, const float *k, const float *v, const uint8_t *mask, int64_t queries, int64_t keys,
+                   int64_t dim, int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t mask_stride, float scale,
+                   float *out, int64_t out_stride, scratch s) {
+  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + ROWS - 1) / ROWS * ROWS;
+  int64_t pairs = dim / 2, key_pairs = keys_padded / 2;
+  pack_keys(k, k_stride, keys, keys_padded, dim, s.kp);
+  pack_values(v, v_stride, keys, keys_padded, dim, s.vp);
+  __m512 scale16 = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < queries_padded; i++)
+    for (int64_t p0 = 0; p0 < pairs; p0 += 16)
+      _mm512_storeu_si512(s.qp + i * pairs + p0,
+                          i < queries ? bf16_pairs(q + i * q_stride + 2 * p0, scale16) : _mm512_setzero_si512());
+  for (int64_t i0 = 0; i0 < queries_padded; i0 += ROWS) {
+    const int32_t *qp = s.qp + i0 * pairs;
+    int64_t j0 = 0;
+    for (; j0 + 16 * VECS <= keys_padded; j0 += 16 * VECS) score_tile(qp, pairs, s.kp, keys_padded, j0, VECS, s.scores);
+    if (j0 < keys_padded) score_tile(qp, pairs, s.kp, keys_padded, j0, 2, s.scores); /* the last 32 keys */
+    float inverse[ROWS];
+    int64_t rows = queries - i0 < ROWS ? queries - i0 : ROWS;
+    for (int64_t r = 0; r < ROWS; r++)
+      inverse[r] = softmax_row(s.scores + r * keys_padded, mask && r < rows ? mask + (i0 + r) * mask_stride : NULL,
+                               r < rows ? keys : 0, keys_padded, s.pp + r * key_pairs);
+    int64_t d0 = 0;
+    for (; d0 + 16 * VECS <= dim; d0 += 16 * VECS)
+      value_tile(s.pp, key_pairs, s.vp, dim, d0, VECS, inverse, out + i0 * out_stride, out_stride, rows);
+    if (d0 < dim) value_tile(s.pp, key_pairs, s.vp, dim, d0, 2, inverse, out + i0 * out_stride, out_stride, rows);
+  }
+}
+#endif
+
+/* out (batch, queries, heads, dim) = attention of q (batch, heads, queries, dim) over k and v (batch,
+ * heads, keys, dim), each with its own strides [batch, head, position]; mask (bytes, 0 = masked)
+ * indexed [b][h][i][j] by its strides (0 where it broadcasts), unit stride along keys, or NULL.
+ * dim must be a multiple of 32. Returns 0; -1 without memory; -2 where this build has no bf16 dot
+ * products. */
+int bf16_attention(const float *q, const float *k, const float *v, const uint8_t *mask, int64_t batch, int64_t heads,
+                   int64_t queries, int64_t keys, int64_t dim, const int64_t *q_strides, const int64_t *k_strides,
+                   const int64_t *v_strides, const int64_t *mask_strides, float scale, float *out, int64_t threads) {
+#if BF16_ATTENTION
+  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + ROWS - 1) / ROWS * ROWS;
+  int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
+  {
+    scratch s = {aligned_alloc(64, (size_t)(dim * keys_padded * 2)), aligned_alloc(64, (size_t)(keys_padded * dim * 2)),
+                 aligned_alloc(64, (size_t)(queries_padded * dim * 2)), aligned_alloc(64, (size_t)(ROWS * keys_padded * 2)),
+                 aligned_alloc(64, (size_t)(ROWS * keys_padded * 4))};
+    int ready = s.kp && s.vp && s.qp && s.pp && s.scores;
+#pragma omp for schedule(static) /* met by every thread, ready or not: none waits at its barrier forever */
+    for (int64_t pair = 0; pair < batch * heads; pair++) {
+      int64_t b = pair / heads, h = pair % heads;
+      if (!ready) {
+        failed = 1;
+        continue;
+      }
+      attend(q + b * q_strides[0] + h * q_strides[1], k + b * k_strides[0] + h * k_strides[1],
+             v + b * v_strides[0] + h * v_strides[1],
+             mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL, queries, keys, dim, q_strides[2],
+             k_strides[2], v_strides[2], mask ? mask_strides[2] : 0, scale, out + (b * queries * heads + h) * dim,
+             heads * dim, s);
+    }
+    free(s.kp);
+    free(s.vp);
+    free(s.qp);
+    free(s.pp);
+    free(s.scores);
+  }
+  return failed ? -1 : 0;
+#else
+  (void)q, (void)k, (void)v, (void)mask, (void)batch, (void)heads, (void)queries, (void)keys, (void)dim;
+  (void)q_strides, (void)k_strides, (void)v_strides, (void)mask_strides, (void)scale, (void)out, (void)threads;
+  return -2;
+#endif
+}
