@@ -188,6 +188,11 @@ def record_path(shape: str, sparsity: float, threads: int) -> Path:
     return RECORDS / f"{shape}-{round(100 * sparsity)}_threads{threads}.json"
 
 
+def _family_model(machine: dict) -> str:
+    """' (family/model 26/2)' where the record names the CPU generation (older records do not)."""
+    return f" (family/model {machine['cpu_family_model']})" if "cpu_family_model" in machine else ""
+
+
 def report() -> str:
     lines = ["# Sparse INT8 inference against dense runtimes", "",
              "BERT-base shape (12 x 768) or MiniLM-L6 shape (6 x 384), random init, sequence length 128; speed-up "
@@ -198,7 +203,8 @@ def report() -> str:
         record = json.loads(path.read_text())
         lines += [f"## {path.stem}: {record.get('shape', 'bert-base')} shape, {record['threads']} thread(s), "
                   f"{record['sparsity']:.0%} sparse exports", "",
-                  f"{record['machine_before']['cpu']} ({record['machine_before']['cpu_count']} cores), load average "
+                  f"{record['machine_before']['cpu']}{_family_model(record['machine_before'])} "
+                  f"({record['machine_before']['cpu_count']} cores), load average "
                   f"{record['machine_before']['load_average']} before, {record['machine_after']['load_average']} after; "
                   + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), ""]
         header = ["engine", *(f"batch {b} ms" for b in record["batches"]), *(f"batch {b} speed-up" for b in record["batches"])]

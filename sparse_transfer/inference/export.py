@@ -30,7 +30,7 @@ from transformers.activations import GELUActivation
 from sparse_transfer.encoders import copy_tokenizer, load_pretrained
 from sparse_transfer.inference.attention import ATTENTION_CHOICES, BF16, apply_attention_plan, plan_attention
 from sparse_transfer.inference.calibration import QUANTIZE, plan_layers, torch_threads
-from sparse_transfer.inference.native import keep_freed_memory, load_native
+from sparse_transfer.inference.native import QuantizedActivation, keep_freed_memory, load_native
 from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SharedInput, SparseLinear
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.utils.io import (
@@ -145,6 +145,7 @@ def apply_plan(model: nn.Module, report: dict) -> None:
         setattr(parent, child_name, SparseLinear(linear, kernels, gelu=gelu))
     _share_projection_inputs(model)
     _fuse_output_norms(model)
+    _pass_ffn_activations_quantized(model)
 
 
 PROJECTIONS = [("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v")]
@@ -174,9 +175,47 @@ def _fuse_output_norms(model: nn.Module) -> None:
                 and list(inspect.signature(module.forward).parameters) == ["hidden_states", "input_tensor"]):
             continue
         fusing = [name for name in set(dense.kernel_by_tokens.values())
-                  if name != DENSE and KERNELS[name].apply_residual_norm is not None]
+                  if name != DENSE and KERNELS[name].fused_apply is not None]
         if fusing and _same_as_own_forward(module, fusing[0]):
             module.forward = functools.partial(_fused_output_forward, module, module.forward)
+
+
+def _pass_ffn_activations_quantized(model: nn.Module) -> None:
+    """BERT-style layers (`feed_forward_chunk`: output(intermediate(x), x)) whose FFN runs INT8 kernels
+    in and out: the first hands the second its GELU output already quantized per token (UINT8, a
+    quarter of the float traffic, quantized while in cache), where the layer's own feed-forward gives
+    the same result on a probe."""
+    for module in model.modules():
+        intermediate, output = getattr(module, "intermediate", None), getattr(module, "output", None)
+        producer, consumer = getattr(intermediate, "dense", None), getattr(output, "dense", None)
+        if not (callable(getattr(module, "feed_forward_chunk", None)) and isinstance(producer, SparseLinear)
+                and isinstance(consumer, SparseLinear) and "forward" in vars(output)):  # the fused output block
+            continue
+        kernels = [name for name in set(producer.kernel_by_tokens.values()) & set(consumer.kernel_by_tokens.values())
+                   if name != DENSE and KERNELS[name].fused_apply is not None]
+        if kernels and _feed_forward_same_when_quantized(module, producer, consumer, kernels[0]):
+            producer.quantized_consumer = (consumer,)
+
+
+@torch.no_grad()
+def _feed_forward_same_when_quantized(module: nn.Module, producer: SparseLinear, consumer: SparseLinear,
+                                      kernel: str, tokens: int = 20) -> bool:
+    hidden = torch.randn(1, tokens, producer.in_features, generator=torch.Generator().manual_seed(0))
+    planned, training = (producer.kernel_by_tokens, consumer.kernel_by_tokens), module.training
+    producer.kernel_by_tokens = consumer.kernel_by_tokens = {tokens: kernel}
+    module.eval()
+    try:
+        expected = module.feed_forward_chunk(hidden)
+        producer.quantized_consumer = (consumer,)
+        quantized = module.feed_forward_chunk(hidden)
+    except (TypeError, AttributeError, RuntimeError):  # a forward that does more with the FFN's output
+        return False
+    finally:
+        producer.quantized_consumer = ()
+        producer.kernel_by_tokens, consumer.kernel_by_tokens = planned
+        module.train(training)
+    return isinstance(quantized, torch.Tensor) and quantized.shape == expected.shape and \
+        torch.allclose(quantized, expected, rtol=1e-4, atol=1e-4)
 
 
 def _fused_output_forward(module: nn.Module, own_forward, hidden_states: torch.Tensor,
@@ -185,6 +224,8 @@ def _fused_output_forward(module: nn.Module, own_forward, hidden_states: torch.T
         fused = module.dense.residual_norm(hidden_states, input_tensor, module.LayerNorm)
         if fused is not None:
             return fused
+    if isinstance(hidden_states, QuantizedActivation):  # the FFN's quantized output, here no INT8 kernel reads it
+        hidden_states = hidden_states.dequantize()
     return own_forward(hidden_states, input_tensor)
 
 
@@ -245,6 +286,7 @@ def machine_description() -> dict:
     return {
         "torch": torch.__version__,
         "cpu": _cpu_model(),
+        "cpu_family_model": _cpu_field("cpu family") + "/" + _cpu_field("model"),  # one name, several generations
         "int8_dot_product": library.has_vnni if not isinstance(library, str) else None,  # AVX-512 VNNI
         "cpu_count": os.cpu_count(),
         "load_average": [round(value, 2) for value in os.getloadavg()],
@@ -253,11 +295,15 @@ def machine_description() -> dict:
 
 
 def _cpu_model() -> str:
+    return _cpu_field("model name") or platform.processor()
+
+
+def _cpu_field(key: str) -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":", 1)[0].strip() == key), "")
     except OSError:
-        return platform.processor()
+        return ""
 
 
 def _summary(layers: list[dict], token_counts: list[int]) -> dict:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparse_transfer.inference.native import load_native
+from sparse_transfer.inference.native import QuantizedActivation, load_native
 
 DENSE = "dense"
 BSR_BLOCK_SIZES = (4, 8, 16)
@@ -38,11 +38,9 @@ class Kernel:
     block_size: int = 1  # both weight dimensions must be multiples of it
     unavailable_reason: Callable[[], str | None] = lambda: None  # why this machine cannot run it
     quantized: bool = False  # INT8: a candidate only for an INT8 export
-    # (format, x, bias) -> GELU(y) computed inside the kernel; None: GELU runs after it
-    apply_gelu: Callable[[object, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
-    # (format, x, bias, residual, layer_norm) -> layer_norm(y + residual) inside the kernel; None: not fused
-    apply_residual_norm: Callable[[object, torch.Tensor, torch.Tensor | None, torch.Tensor, nn.LayerNorm],
-                                  torch.Tensor] | None = None
+    # (format, x or QuantizedActivation, bias, gelu=, residual=, norm=, quantize_output=): the kernel computes
+    # GELU(y), norm(y + residual) and the next layer's quantized input itself; None: it cannot
+    fused_apply: Callable[..., torch.Tensor | QuantizedActivation] | None = None
 
     def supports(self, shape: tuple[int, int]) -> bool:
         return all(size % self.block_size == 0 for size in shape)
@@ -153,9 +151,8 @@ KERNELS: dict[str, Kernel] = {
         Kernel("dense_int8", _dense_int8_prepare, _dense_int8_apply, unavailable_reason=_dense_int8_unavailable,
                quantized=True),
         Kernel("sparse_int8", Int8BlockWeight.of, _sparse_int8_apply, unavailable_reason=_native_unavailable,
-               quantized=True, apply_gelu=lambda weight, x, bias: load_native().sparse_int8(weight, bias, x, gelu=True),
-               apply_residual_norm=lambda weight, x, bias, residual, norm: load_native().sparse_int8(
-                   weight, bias, x, residual=residual, norm=norm)),
+               quantized=True, fused_apply=lambda weight, x, bias, **fused: load_native().sparse_int8(
+                   weight, bias, x, **fused)),
     ]
 }
 KERNEL_NAMES = (DENSE, *KERNELS)
@@ -183,6 +180,9 @@ class SparseLinear(nn.Linear):
         self.weight, self.bias = linear.weight, linear.bias
         self.gelu = gelu
         self.shared: tuple[SharedInput, int] | None = None  # set by SharedInput: (the group, this layer's place)
+        # (the INT8 layer that reads this one's output,): where both run INT8 kernels, it gets it quantized; a
+        # tuple, not a submodule attribute, so that the state dict stays the model's
+        self.quantized_consumer: tuple[SparseLinear, ...] = ()
         self.kernel_by_tokens = dict(sorted(kernel_by_tokens.items()))
         with torch.no_grad():
             weight = self.weight.detach().float().contiguous()
@@ -192,9 +192,13 @@ class SparseLinear(nn.Linear):
     def kernel_for(self, tokens: int) -> str:
         return self.kernel_by_tokens[nearest_token_count(tokens, list(self.kernel_by_tokens))]
 
-    def _kernel_input(self, x: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+    def _kernel_input(self, x: torch.Tensor | QuantizedActivation) -> tuple[str, torch.Tensor] | None:
         """(kernel name, x as 2-D with unit column stride) where a sparse kernel takes `x`; None for
-        the dense path (gradients, not float32 on CPU, or dense planned for this many tokens)."""
+        the dense path (gradients, not float32 on CPU, or dense planned for this many tokens). A
+        QuantizedActivation goes to a kernel that reads it, else None."""
+        if isinstance(x, QuantizedActivation):
+            name = self.kernel_for(max(1, x.values.shape[0]))
+            return (name, x) if name != DENSE and KERNELS[name].fused_apply is not None else None
         needs_grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
         if needs_grad or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return None
@@ -204,7 +208,7 @@ class SparseLinear(nn.Linear):
             return None
         return name, (x2d if x2d.stride(-1) == 1 else x2d.contiguous()).detach()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | QuantizedActivation:
         planned = self._kernel_input(x)
         if planned is None:
             return self._activated(super().forward(x))
@@ -215,27 +219,40 @@ class SparseLinear(nn.Linear):
                 return y.reshape(*x.shape[:-1], self.out_features)
         bias = None if self.bias is None else self.bias.detach()
         kernel = KERNELS[name]
-        if self.gelu and kernel.apply_gelu is not None:
-            y = kernel.apply_gelu(self._prepared[name], x2d, bias)
+        if kernel.fused_apply is not None and (self.gelu or self.quantized_consumer):
+            quantize = self._consumer_reads_quantized(x2d.shape[0])
+            y = kernel.fused_apply(self._prepared[name], x2d, bias, gelu=self.gelu, quantize_output=quantize)
+            if quantize:
+                return QuantizedActivation(y.values, y.scales, y.zeros, torch.Size((*x.shape[:-1], self.out_features)))
         else:
             y = self._activated(kernel.apply(self._prepared[name], x2d, bias))
         return y.reshape(*x.shape[:-1], self.out_features)
 
-    def residual_norm(self, x: torch.Tensor, residual: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor | None:
+    def _consumer_reads_quantized(self, tokens: int) -> bool:
+        """Whether the layer that reads this output (`quantized_consumer`) takes it quantized here."""
+        if not self.quantized_consumer or self.training:
+            return False
+        name = self.quantized_consumer[0].kernel_for(max(1, tokens))
+        return name != DENSE and KERNELS[name].fused_apply is not None
+
+    def residual_norm(self, x: torch.Tensor | QuantizedActivation, residual: torch.Tensor,
+                      norm: nn.LayerNorm) -> torch.Tensor | None:
         """norm(self(x) + residual) computed inside the kernel, where the planned kernel can (and the
         call needs no gradients); None otherwise, for the caller's own path."""
         planned = self._kernel_input(x)
-        if planned is None or self.gelu or KERNELS[planned[0]].apply_residual_norm is None or \
-                residual.shape[:-1] != x.shape[:-1] or residual.dtype != torch.float32 or \
+        if planned is None or self.gelu or KERNELS[planned[0]].fused_apply is None or \
+                residual.shape[-1] != self.out_features or residual.dtype != torch.float32 or \
                 (torch.is_grad_enabled() and (residual.requires_grad or norm.weight.requires_grad)):
             return None
         name, x2d = planned
         residual2d = residual.reshape(-1, self.out_features)
+        if residual2d.shape[0] != (x2d.values if isinstance(x2d, QuantizedActivation) else x2d).shape[0]:
+            return None
         if residual2d.stride(-1) != 1:
             residual2d = residual2d.contiguous()
         bias = None if self.bias is None else self.bias.detach()
-        y = KERNELS[name].apply_residual_norm(self._prepared[name], x2d, bias, residual2d.detach(), norm)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        y = KERNELS[name].fused_apply(self._prepared[name], x2d, bias, residual=residual2d.detach(), norm=norm)
+        return y.reshape(*residual.shape)
 
     def _activated(self, y: torch.Tensor) -> torch.Tensor:
         return F.gelu(y) if self.gelu else y

@@ -20,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -65,6 +66,29 @@ def _cpu_identity() -> str:
     return "\n".join(identity)
 
 
+@dataclass(frozen=True)
+class QuantizedActivation:
+    """An activation as the INT8 kernel quantizes its input, per token: x ~ scales[t] * (values[t] - zeros[t]);
+    one INT8 layer hands it to the next instead of float32 (a quarter of the memory traffic)."""
+
+    values: torch.Tensor  # (tokens, features) uint8
+    scales: torch.Tensor  # (tokens,) float32
+    zeros: torch.Tensor  # (tokens,) int32
+    shape: torch.Size  # of the float activation it stands for
+
+    def dequantize(self) -> torch.Tensor:
+        return ((self.values.float() - self.zeros[:, None]) * self.scales[:, None]).reshape(self.shape)
+
+
+class _Options(ctypes.Structure):
+    """sparse_int8_options of sparse_int8.c, field for field."""
+
+    _fields_ = [("x_q", ctypes.c_void_p), ("x_scales", ctypes.c_void_p), ("x_zeros", ctypes.c_void_p),
+                ("residual", ctypes.c_void_p), ("residual_stride", ctypes.c_int64), ("norm_weight", ctypes.c_void_p),
+                ("norm_bias", ctypes.c_void_p), ("norm_eps", ctypes.c_float), ("y_q", ctypes.c_void_p),
+                ("y_scales", ctypes.c_void_p), ("y_zeros", ctypes.c_void_p)]
+
+
 class NativeKernels:
     """The loaded library. Every call runs on torch.get_num_threads() threads (split in C)."""
 
@@ -77,7 +101,7 @@ class NativeKernels:
         self._sparse_int8 = library.sparse_int8_linear
         self._sparse_int8.restype = ctypes.c_int
         self._sparse_int8.argtypes = [pointer] * 7 + [integer] * 3 + [pointer] * 2 + [integer] * 2 + [
-            pointer, integer, pointer, pointer, ctypes.c_float, integer]
+            ctypes.POINTER(_Options), integer]
         self._quantize_rows = library.sparse_int8_quantize_rows
         self._quantize_rows.restype = None
         self._quantize_rows.argtypes = [pointer] + [integer] * 3 + [pointer] * 3
@@ -102,28 +126,40 @@ class NativeKernels:
             raise MemoryError("tiled_csr: no memory for a packed tile")
         return y
 
-    def sparse_int8(self, weight, bias, x: torch.Tensor, sums: torch.Tensor | None = None, gelu: bool = False,
-                    residual: torch.Tensor | None = None, norm: torch.nn.LayerNorm | None = None) -> torch.Tensor:
-        """With `weight` a kernels.Int8BlockWeight: x (tokens, in) float32 with unit column stride ->
-        dequantized x_q @ W_q^T + bias (its GELU with `gelu`, computed in the kernel); `sums`
-        (tokens, out) int32, if given, receives the exact integer sums (before the zero-point term).
-        With `residual` (tokens, out; unit column stride) and `norm` (a LayerNorm over out features,
-        with weight and bias): norm(y + residual), computed in the kernel."""
-        tokens, in_features = x.shape
+    def sparse_int8(self, weight, bias, x: torch.Tensor | QuantizedActivation, sums: torch.Tensor | None = None,
+                    gelu: bool = False, residual: torch.Tensor | None = None, norm: torch.nn.LayerNorm | None = None,
+                    quantize_output: bool = False) -> torch.Tensor | QuantizedActivation:
+        """With `weight` a kernels.Int8BlockWeight: x (tokens, in) float32 with unit column stride, or
+        already quantized -> dequantized x_q @ W_q^T + bias (its GELU with `gelu`, computed in the
+        kernel); `sums` (tokens, out) int32, if given, receives the exact integer sums (before the
+        zero-point term). With `residual` (tokens, out; unit column stride) and `norm` (a LayerNorm
+        over out features, with weight and bias): norm(y + residual). With `quantize_output`: y
+        quantized per token as the next INT8 layer would (a QuantizedActivation)."""
+        quantized_input = isinstance(x, QuantizedActivation)
+        tokens, in_features = x.values.shape if quantized_input else x.shape
         out_features = weight.indptr.numel() - 1
         y = torch.empty(tokens, out_features, dtype=torch.float32)
-        norm_arguments = [None, 0, None, None, 0.0]
+        options = _Options()
+        if quantized_input:
+            options.x_q, options.x_scales, options.x_zeros = (t.data_ptr() for t in (x.values, x.scales, x.zeros))
         if residual is not None:
-            norm_arguments = [residual.data_ptr(), residual.stride(0), norm.weight.data_ptr(), norm.bias.data_ptr(),
-                              norm.eps]
+            options.residual, options.residual_stride = residual.data_ptr(), residual.stride(0)
+            options.norm_weight, options.norm_bias, options.norm_eps = norm.weight.data_ptr(), norm.bias.data_ptr(), norm.eps
+        if quantize_output:
+            output = QuantizedActivation(torch.empty(tokens, out_features, dtype=torch.uint8),
+                                         torch.empty(tokens, dtype=torch.float32),
+                                         torch.empty(tokens, dtype=torch.int32), torch.Size((tokens, out_features)))
+            options.y_q, options.y_scales, options.y_zeros = (
+                output.values.data_ptr(), output.scales.data_ptr(), output.zeros.data_ptr())
         status = self._sparse_int8(weight.indptr.data_ptr(), weight.columns.data_ptr(), weight.values.data_ptr(),
                                    weight.row_sums.data_ptr(), weight.scales.data_ptr(),
-                                   bias.data_ptr() if bias is not None else None, x.data_ptr(), x.stride(0), tokens,
-                                   in_features, y.data_ptr(), sums.data_ptr() if sums is not None else None,
-                                   out_features, int(gelu), *norm_arguments, self.threads())
+                                   bias.data_ptr() if bias is not None else None,
+                                   None if quantized_input else x.data_ptr(), 0 if quantized_input else x.stride(0),
+                                   tokens, in_features, y.data_ptr(), sums.data_ptr() if sums is not None else None,
+                                   out_features, int(gelu), ctypes.byref(options), self.threads())
         if status:
             raise MemoryError("sparse_int8: no memory for a packed tile")
-        return y
+        return output if quantize_output else y
 
     def bf16_attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
                        scale: float) -> torch.Tensor:

@@ -32,6 +32,20 @@
 #endif
 
 #define TILE 64 /* tokens per tile: 4 AVX-512 vectors of 16 int32 accumulators */
+
+/* What a call may add around the product; a NULL pointer leaves that part out. */
+typedef struct {
+  const uint8_t *x_q; /* x already quantized (tokens x in_features, per-token x_scales, x_zeros): x unread */
+  const float *x_scales;
+  const int32_t *x_zeros;
+  const float *residual; /* y = LayerNorm(y + residual) by norm_weight, norm_bias, norm_eps */
+  int64_t residual_stride;
+  const float *norm_weight, *norm_bias;
+  float norm_eps;
+  uint8_t *y_q; /* y quantized per token (tokens x out_features, y_scales, y_zeros) instead of y itself */
+  float *y_scales;
+  int32_t *y_zeros;
+} sparse_int8_options;
 #define ROWS 256 /* output rows finished together, then written to y a token at a time (64 KiB) */
 
 int sparse_int8_has_vnni(void) { return SPARSE_INT8_VNNI; }
@@ -87,12 +101,13 @@ void sparse_int8_quantize_rows(const float *x, int64_t x_row_stride, int64_t tok
     quantize_row(x + t * x_row_stride, features, x_q + t * features, &scales[t], &zeros[t]);
 }
 
-/* Quantize and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4]; padded features hold
+/* Quantize (or, given x_q, copy) and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4]; padded features hold
  * each token's zero point (the value 0), padded tokens hold 0. `rows` has room for 16 rows of
  * blocks * 4 bytes: 16 tokens are quantized into it, then moved 16 blocks at a time (a 16 x 16
  * transpose of 4-byte blocks where the CPU has AVX-512). */
-static void pack_tile(const float *x, int64_t x_row_stride, int64_t features, int64_t blocks, int64_t t0,
-                      int64_t count, uint8_t *packed, uint8_t *rows, float *scales, int32_t *zeros) {
+static void pack_tile(const float *x, int64_t x_row_stride, const sparse_int8_options *options, int64_t features,
+                      int64_t blocks, int64_t t0, int64_t count, uint8_t *packed, uint8_t *rows, float *scales,
+                      int32_t *zeros) {
   int64_t row_bytes = blocks * 4;
   for (int64_t g = 0; g < TILE; g += 16) {
     for (int64_t t = g; t < g + 16; t++) {
@@ -103,7 +118,13 @@ static void pack_tile(const float *x, int64_t x_row_stride, int64_t features, in
         zeros[t] = 0;
         continue;
       }
-      quantize_row(x + (t0 + t) * x_row_stride, features, row, &scales[t], &zeros[t]);
+      if (options->x_q) {
+        memcpy(row, options->x_q + (t0 + t) * features, (size_t)features);
+        scales[t] = options->x_scales[t0 + t];
+        zeros[t] = options->x_zeros[t0 + t];
+      } else {
+        quantize_row(x + (t0 + t) * x_row_stride, features, row, &scales[t], &zeros[t]);
+      }
       for (int64_t k = features; k < row_bytes; k++) row[k] = (uint8_t)zeros[t];
     }
     int64_t b0 = 0;
@@ -251,18 +272,33 @@ static void add_layer_norm(float *y, const float *residual, int64_t residual_str
   }
 }
 
+/* The epilogue of `count` finished rows of y (row stride out_features) for tokens t0..: the residual's
+ * LayerNorm, then the per-token quantization into y_q. */
+static void finish_rows(float *y, int64_t t0, int64_t count, int64_t out_features, const sparse_int8_options *o) {
+  if (o->residual)
+    add_layer_norm(y, o->residual + t0 * o->residual_stride, o->residual_stride, count, out_features, o->norm_weight,
+                   o->norm_bias, o->norm_eps);
+  if (o->y_q)
+    for (int64_t t = 0; t < count; t++)
+      quantize_row(y + t * out_features, out_features, o->y_q + (t0 + t) * out_features, &o->y_scales[t0 + t],
+                   &o->y_zeros[t0 + t]);
+}
+
 /* y (tokens x out_features) from x (GELU of it with `use_gelu`); `sums` (tokens x out_features int32,
- * may be NULL) receives the exact integer sums. With `residual` (tokens x out_features at its row
- * stride) y becomes LayerNorm(y + residual) by norm_weight, norm_bias, norm_eps: per tile as soon as
- * its rows are done, or after all of them when threads split the rows. Returns 0, or -1 without memory. */
+ * may be NULL) receives the exact integer sums; `options` (may be NULL) adds a quantized input, the
+ * residual's LayerNorm and a quantized output. The epilogue runs per tile as soon as its rows are
+ * done (with y_q, in a buffer of the thread's own: y is not written), or after all tiles where threads
+ * split the rows. Returns 0, or -1 without memory. */
 int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int32_t *values, const int32_t *row_sums,
                        const float *w_scales, const float *bias, const float *x, int64_t x_row_stride,
                        int64_t tokens, int64_t in_features, float *y, int32_t *sums, int64_t out_features,
-                       int64_t use_gelu, const float *residual, int64_t residual_stride, const float *norm_weight,
-                       const float *norm_bias, float norm_eps, int64_t threads) {
+                       int64_t use_gelu, const sparse_int8_options *options, int64_t threads) {
+  static const sparse_int8_options none = {0};
+  const sparse_int8_options *o = options ? options : &none;
   int64_t tiles = (tokens + TILE - 1) / TILE, blocks = (in_features + 3) / 4;
   int64_t parts = kernel_part_count(tiles, threads);
-  int rows_split = tiles < threads, failed = 0;
+  int rows_split = tiles < threads, epilogue = o->residual || o->y_q, failed = 0;
+  int own_rows = o->y_q && !rows_split; /* finished tiles go to a buffer of the thread's own */
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(| : failed) if (threads > 1)
   for (int64_t part = 0; part < parts; part++) {
     kernel_part range = kernel_part_of(part, tiles, out_features, threads);
@@ -271,10 +307,12 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
     uint8_t *packed = aligned_alloc(64, (size_t)(blocks * TILE * 4 + 64));
     uint8_t *token_rows = malloc((size_t)(16 * blocks * 4 + 16));
     float (*out)[TILE] = aligned_alloc(64, sizeof(float[ROWS][TILE]));
-    if (!packed || !token_rows || !out) {
+    float *tile_y = own_rows ? malloc((size_t)(TILE * out_features) * sizeof(float)) : NULL;
+    if (!packed || !token_rows || !out || (own_rows && !tile_y)) {
       free(packed);
       free(token_rows);
       free(out);
+      free(tile_y);
       failed = 1;
       continue;
     }
@@ -282,31 +320,31 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
     int32_t zeros[TILE] __attribute__((aligned(64))), tile_sums[TILE];
     for (int64_t tile = tile_begin; tile < tile_end; tile++) {
       int64_t t0 = tile * TILE, count = tokens - t0 < TILE ? tokens - t0 : TILE;
-      pack_tile(x, x_row_stride, in_features, blocks, t0, count, packed, token_rows, scales, zeros);
+      pack_tile(x, x_row_stride, o, in_features, blocks, t0, count, packed, token_rows, scales, zeros);
       for (int64_t r0 = row_begin; r0 < row_end; r0 += ROWS) {
         int64_t rows = row_end - r0 < ROWS ? row_end - r0 : ROWS;
         for (int64_t r = 0; r < rows; r++) {
-          int64_t o = r0 + r;
-          row_of_tile(indptr, columns, values, packed, o, scales, zeros, row_sums[o], w_scales[o], bias ? bias[o] : 0.0f,
-                      (int)use_gelu, out[r], sums ? tile_sums : NULL);
+          int64_t o_row = r0 + r;
+          row_of_tile(indptr, columns, values, packed, o_row, scales, zeros, row_sums[o_row], w_scales[o_row],
+                      bias ? bias[o_row] : 0.0f, (int)use_gelu, out[r], sums ? tile_sums : NULL);
           if (sums)
-            for (int64_t t = 0; t < count; t++) sums[(t0 + t) * out_features + o] = tile_sums[t];
+            for (int64_t t = 0; t < count; t++) sums[(t0 + t) * out_features + o_row] = tile_sums[t];
         }
-        write_rows(out, rows, count, y, t0, r0, out_features);
+        if (own_rows)
+          write_rows(out, rows, count, tile_y, 0, r0, out_features);
+        else
+          write_rows(out, rows, count, y, t0, r0, out_features);
       }
-      if (residual && !rows_split)
-        add_layer_norm(y + t0 * out_features, residual + t0 * residual_stride, residual_stride, count, out_features,
-                       norm_weight, norm_bias, norm_eps);
+      if (epilogue && !rows_split) finish_rows(own_rows ? tile_y : y + t0 * out_features, t0, count, out_features, o);
     }
     free(packed);
     free(token_rows);
     free(out);
+    free(tile_y);
   }
-  if (residual && rows_split && !failed) {
+  if (epilogue && rows_split && !failed) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t t = 0; t < tokens; t++)
-      add_layer_norm(y + t * out_features, residual + t * residual_stride, residual_stride, 1, out_features,
-                     norm_weight, norm_bias, norm_eps);
+    for (int64_t t = 0; t < tokens; t++) finish_rows(y + t * out_features, t, 1, out_features, o);
   }
   return failed ? -1 : 0;
 }

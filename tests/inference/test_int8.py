@@ -108,8 +108,9 @@ def test_an_export_moves_bert_s_ffn_gelu_into_the_layer_with_the_same_outputs(sp
     fused = exported(input_ids=ids).logits
     from transformers.activations import GELUActivation
 
-    for layer in layers:  # the activation back in its own module
+    for layer in layers:  # the activation back in its own module, on float outputs
         layer.intermediate.dense.gelu = False
+        layer.intermediate.dense.quantized_consumer = ()
         layer.intermediate.intermediate_act_fn = GELUActivation()
     torch.testing.assert_close(fused, exported(input_ids=ids).logits, rtol=0, atol=1e-5)
 
@@ -317,3 +318,42 @@ def test_an_int8_export_normalizes_bert_s_output_blocks_in_the_kernel(tmp_path):
         for block in blocks:
             del block.forward  # the class's own forward: kernel, then add and LayerNorm in torch
         torch.testing.assert_close(fused, exported(input_ids=ids).logits, rtol=0, atol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("tokens", [20, 130])
+def test_a_quantized_output_is_what_the_next_int8_layer_would_quantize_and_reads_the_same(tokens):
+    first, second = Int8BlockWeight.of(_weight(96, 64)), Int8BlockWeight.of(_weight(40, 96, seed=1))
+    bias, second_bias, x = torch.randn(96), torch.randn(40), torch.randn(tokens, 64) * 2
+    for threads in (1, 2):
+        with torch_threads(threads):
+            hidden = NATIVE.sparse_int8(first, bias, x, gelu=True)
+            quantized = NATIVE.sparse_int8(first, bias, x, gelu=True, quantize_output=True)
+            values, scales, zeros = NATIVE.quantize_rows(hidden)
+            assert torch.equal(quantized.values, values) and torch.equal(quantized.scales, scales)
+            assert torch.equal(quantized.zeros, zeros) and quantized.shape == hidden.shape
+            assert torch.equal(NATIVE.sparse_int8(second, second_bias, quantized),
+                               NATIVE.sparse_int8(second, second_bias, hidden))
+    assert (quantized.dequantize() - hidden).abs().max() <= scales.max() / 2 + 1e-6
+
+
+@needs_native
+def test_an_int8_export_passes_the_ffn_activation_quantized_with_the_same_outputs(tmp_path):
+    source = tmp_path / "tiny"
+    plain = tiny_sparse_bert(sparsity=0.9, hidden_size=64)
+    plain.save_pretrained(source)
+    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
+                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
+    exported = load_for_inference(str(tmp_path / "int8"))
+    layers = exported.bert.encoder.layer
+    assert all(layer.intermediate.dense.quantized_consumer == (layer.output.dense,) for layer in layers)
+    assert list(exported.state_dict()) == list(plain.state_dict())  # the consumer is no submodule
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        from sparse_transfer.inference.native import QuantizedActivation
+
+        assert isinstance(layers[0].intermediate(torch.randn(2, 16, 64)), QuantizedActivation)
+        quantized = exported(input_ids=ids).logits
+        for layer in layers:
+            layer.intermediate.dense.quantized_consumer = ()
+        assert torch.equal(quantized, exported(input_ids=ids).logits)
