@@ -162,14 +162,22 @@ def measure(threads: int, sparsity: float, shape: str, repeats: int, calibration
             name: {"max_abs_diff": float(np.abs(outputs[name] - ours_fp32).max()),
                    "same_argmax": float((outputs[name].argmax(-1) == ours_fp32.argmax(-1)).mean())}
             for name in ("sparse_int8",)}
-    record["exports"] = {name: {"summary": report["summary"], "verification": report["verification"]}
-                         for name, report in exports.items()}
+    record["exports"] = {name: export_summary(report) for name, report in exports.items()}
     record["machine_after"] = machine_description()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, out)  # a record is whole or absent
     print(f"-> {out}", flush=True)
+
+
+def export_summary(report: dict) -> dict:
+    """What a record keeps of an export's plan: its summary and check, its attention plan, and the
+    calibrated times of the first encoder block's Linear layers (ms per kernel and token count)."""
+    first_block = {layer["name"].split(".layer.0.", 1)[1]: layer["times_ms"] for layer in report["layers"]
+                   if ".layer.0." in layer["name"] and "times_ms" in layer}
+    return {"summary": report["summary"], "verification": report["verification"],
+            "attention": report.get("attention"), "first_block_ms": first_block}
 
 
 def versions() -> dict:

@@ -92,11 +92,12 @@ def export_for_inference(model: str, output: str, batch_sizes: tuple[int, ...] =
     return report
 
 
-def load_for_inference(directory: str, keep_memory: bool = True, **kwargs) -> nn.Module:
+def load_for_inference(directory: str, keep_memory: bool = True, fuse: bool = True, **kwargs) -> nn.Module:
     """The exported model in eval mode, without gradients, its chosen layers on sparse kernels;
     `kwargs` go to `from_pretrained`. `keep_memory` keeps freed memory in the process for the next
     forward (`native.keep_freed_memory`: no page faults on every large activation; the process keeps
-    its peak memory)."""
+    its peak memory). `fuse=False` leaves out the steps fused around the INT8 kernel (shared QKV input,
+    residual LayerNorm, quantized FFN hand-off): the same model, each step on its own, to compare."""
     if keep_memory:
         keep_freed_memory()
     plan_path = os.path.join(directory, PLAN_FILE)
@@ -106,7 +107,7 @@ def load_for_inference(directory: str, keep_memory: bool = True, **kwargs) -> nn
         report = json.load(f)
     model = _load_model(directory, **kwargs)
     _warn_if_other_instructions(report)
-    apply_plan(model, report)
+    apply_plan(model, report, fuse=fuse)
     return model.eval().requires_grad_(False)
 
 
@@ -122,8 +123,9 @@ def _warn_if_other_instructions(report: dict) -> None:
                       stacklevel=3)
 
 
-def apply_plan(model: nn.Module, report: dict) -> None:
-    """Swap the planned layers for SparseLinear and switch attention to its planned kernels, in place."""
+def apply_plan(model: nn.Module, report: dict, fuse: bool = True) -> None:
+    """Swap the planned layers for SparseLinear and switch attention to its planned kernels, in place;
+    with `fuse`, the INT8 kernel also takes over the steps around it where it can (see `load_for_inference`)."""
     apply_attention_plan(model, report.get("attention"))  # plans without it (older exports) keep SDPA
     for layer in report["layers"]:
         kernels = {int(tokens): kernel for tokens, kernel in layer["kernels"].items()}
@@ -143,9 +145,10 @@ def apply_plan(model: nn.Module, report: dict) -> None:
         if gelu:  # the layer computes the activation (in its INT8 kernel): the parent's own call does nothing
             parent.intermediate_act_fn = nn.Identity()
         setattr(parent, child_name, SparseLinear(linear, kernels, gelu=gelu))
-    _share_projection_inputs(model)
-    _fuse_output_norms(model)
-    _pass_ffn_activations_quantized(model)
+    if fuse:
+        _share_projection_inputs(model)
+        _fuse_output_norms(model)
+        _pass_ffn_activations_quantized(model)
 
 
 PROJECTIONS = [("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v")]

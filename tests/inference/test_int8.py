@@ -357,3 +357,17 @@ def test_an_int8_export_passes_the_ffn_activation_quantized_with_the_same_output
         for layer in layers:
             layer.intermediate.dense.quantized_consumer = ()
         assert torch.equal(quantized, exported(input_ids=ids).logits)
+
+
+@needs_native
+def test_an_export_loaded_without_fusions_runs_each_step_on_its_own(tmp_path):
+    source = tmp_path / "tiny"
+    tiny_sparse_bert(sparsity=0.9, hidden_size=64).save_pretrained(source)
+    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
+                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
+    fused, plain = load_for_inference(str(tmp_path / "int8")), load_for_inference(str(tmp_path / "int8"), fuse=False)
+    layer = plain.bert.encoder.layer[0]
+    assert layer.attention.self.query.shared is None and layer.intermediate.dense.quantized_consumer == ()
+    assert "forward" not in vars(layer.output) and "forward" in vars(fused.bert.encoder.layer[0].output)
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fused(input_ids=ids).logits, plain(input_ids=ids).logits, rtol=0, atol=1e-5)
