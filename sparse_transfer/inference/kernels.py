@@ -171,7 +171,9 @@ class SparseLinear(nn.Linear):
     (not float32 on CPU, or a forward that needs gradients) take the dense path. The sparse
     copies are made once: change `weight` afterwards and they are stale. With `gelu` the layer
     returns GELU of its output (the FFN activation that follows it, moved in here): inside the
-    kernel where it can, after it elsewhere.
+    kernel where it can, after it elsewhere. Set by the export where the steps around it allow:
+    `shared` (one call for query, key and value), `quantized_consumer` (hand the next INT8 layer
+    its input quantized) and `residual_norm` (its block's add and LayerNorm in the kernel).
     """
 
     def __init__(self, linear: nn.Linear, kernel_by_tokens: dict[int, str], gelu: bool = False):
@@ -192,13 +194,14 @@ class SparseLinear(nn.Linear):
     def kernel_for(self, tokens: int) -> str:
         return self.kernel_by_tokens[nearest_token_count(tokens, list(self.kernel_by_tokens))]
 
-    def _kernel_input(self, x: torch.Tensor | QuantizedActivation) -> tuple[str, torch.Tensor] | None:
-        """(kernel name, x as 2-D with unit column stride) where a sparse kernel takes `x`; None for
-        the dense path (gradients, not float32 on CPU, or dense planned for this many tokens). A
-        QuantizedActivation goes to a kernel that reads it, else None."""
+    def _kernel_input(self, x: torch.Tensor | QuantizedActivation) -> tuple[str, object, int] | None:
+        """(kernel name, x as 2-D with unit column stride, tokens) where a sparse kernel takes `x`; None
+        for the dense path (gradients, not float32 on CPU, or dense planned for this many tokens). A
+        QuantizedActivation goes as it is to a kernel that reads it, else None."""
         if isinstance(x, QuantizedActivation):
-            name = self.kernel_for(max(1, x.values.shape[0]))
-            return (name, x) if name != DENSE and KERNELS[name].fused_apply is not None else None
+            tokens = x.values.shape[0]
+            name = self.kernel_for(max(1, tokens))
+            return (name, x, tokens) if name != DENSE and KERNELS[name].fused_apply is not None else None
         needs_grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
         if needs_grad or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return None
@@ -206,21 +209,23 @@ class SparseLinear(nn.Linear):
         name = self.kernel_for(max(1, x2d.shape[0]))
         if name == DENSE:
             return None
-        return name, (x2d if x2d.stride(-1) == 1 else x2d.contiguous()).detach()
+        return name, (x2d if x2d.stride(-1) == 1 else x2d.contiguous()).detach(), x2d.shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | QuantizedActivation:
+    def forward(self, x: torch.Tensor | QuantizedActivation) -> torch.Tensor | QuantizedActivation:
         planned = self._kernel_input(x)
         if planned is None:
+            if isinstance(x, QuantizedActivation):  # handed over for a kernel this input size does not run
+                x = x.dequantize()
             return self._activated(super().forward(x))
-        name, x2d = planned
-        if self.shared is not None and self.shared[0].enabled:
+        name, x2d, tokens = planned
+        if self.shared is not None and self.shared[0].enabled and isinstance(x, torch.Tensor):
             y = self.shared[0].output(x, x2d, name, self.shared[1])
             if y is not None:
                 return y.reshape(*x.shape[:-1], self.out_features)
         bias = None if self.bias is None else self.bias.detach()
         kernel = KERNELS[name]
         if kernel.fused_apply is not None and (self.gelu or self.quantized_consumer):
-            quantize = self._consumer_reads_quantized(x2d.shape[0])
+            quantize = self._consumer_reads_quantized(tokens)
             y = kernel.fused_apply(self._prepared[name], x2d, bias, gelu=self.gelu, quantize_output=quantize)
             if quantize:
                 return QuantizedActivation(y.values, y.scales, y.zeros, torch.Size((*x.shape[:-1], self.out_features)))
@@ -244,9 +249,9 @@ class SparseLinear(nn.Linear):
                 residual.shape[-1] != self.out_features or residual.dtype != torch.float32 or \
                 (torch.is_grad_enabled() and (residual.requires_grad or norm.weight.requires_grad)):
             return None
-        name, x2d = planned
+        name, x2d, tokens = planned
         residual2d = residual.reshape(-1, self.out_features)
-        if residual2d.shape[0] != (x2d.values if isinstance(x2d, QuantizedActivation) else x2d).shape[0]:
+        if residual2d.shape[0] != tokens:
             return None
         if residual2d.stride(-1) != 1:
             residual2d = residual2d.contiguous()
