@@ -124,7 +124,8 @@ def plan_attention(model: nn.Module, token_counts: list[int], seq_length: int, r
     shape = attention_shape(model)
     sdpa_everywhere = {str(tokens): SDPA for tokens in token_counts}
     if choice == SDPA or (choice == "auto" and quantize is None):
-        return {"kernels": sdpa_everywhere, "reason": "FP32 attention" if choice == "auto" else "chosen", "shape": shape}
+        reason = "FP32 attention" if choice == "auto" else "chosen"
+        return {"kernels": sdpa_everywhere, "reason": reason, "shape": shape}
     unsupported = _bf16_unsupported(model, shape)
     if unsupported:
         if choice == BF16:

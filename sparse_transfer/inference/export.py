@@ -8,7 +8,8 @@ with `--quantize int8` the INT8 kernels are candidates too (for every layer).
 The output directory is a normal Hugging Face checkpoint (plain `from_pretrained` loads it, with
 dense matmuls) plus `sparse_inference.json`, the per-layer plan (and the attention kernel per input
 size: with `--quantize int8` the toolkit's bf16 attention is a candidate beside SDPA), and
-`sparse_inference.md`, the same as a table. `load_for_inference(DIR)` loads it with the plan applied, without recalibrating.
+`sparse_inference.md`, the same as a table. `load_for_inference(DIR)` loads it with the plan applied,
+without recalibrating.
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ class NativeKernels:
             options.x_q, options.x_scales, options.x_zeros = (t.data_ptr() for t in (x.values, x.scales, x.zeros))
         if residual is not None:
             options.residual, options.residual_stride = residual.data_ptr(), residual.stride(0)
-            options.norm_weight, options.norm_bias, options.norm_eps = norm.weight.data_ptr(), norm.bias.data_ptr(), norm.eps
+            options.norm_weight, options.norm_bias = norm.weight.data_ptr(), norm.bias.data_ptr()
+            options.norm_eps = norm.eps
         if quantize_output:
             output = QuantizedActivation(torch.empty(tokens, out_features, dtype=torch.uint8),
                                          torch.empty(tokens, dtype=torch.float32),

@@ -198,3 +198,32 @@ def test_a_bf16_plan_on_a_cpu_without_it_warns_and_runs_sdpa(sparse_dir, tmp_pat
     with pytest.warns(UserWarning, match=r"bf16 attention is unavailable here \(no AVX-512 bf16 here\)"):
         exported = load_for_inference(str(out))
     assert exported.config._attn_implementation == "sdpa"
+
+
+@needs_bf16
+@pytest.mark.parametrize("family", ["modernbert", "electra"])  # rotary + local (sliding-window) masks; BERT-like
+def test_other_encoder_families_run_the_kernel_with_their_own_masks(family, monkeypatch):
+    import transformers
+
+    from helpers import tiny_encoder_config
+
+    config = tiny_encoder_config(family)
+    config.hidden_size, config.intermediate_size = 64, 128  # 2 heads of 32
+    if family == "modernbert":
+        config.local_attention = 8  # sliding windows shorter than the sequence
+    torch.manual_seed(0)
+    model = transformers.AutoModel.from_config(config).eval()
+    ids = torch.randint(3, 64, (2, 24), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        attention.apply_attention_plan(model, {"kernels": {"48": attention.BF16}})
+        calls = []
+        original = attention.load_native().bf16_attention
+        monkeypatch.setattr(attention.load_native(), "bf16_attention", lambda *a: calls.append(a[3]) or original(*a))
+        actual = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert len(calls) == config.num_hidden_layers and all(m is not None and m.dtype == torch.bool for m in calls)
+    valid = mask.bool()
+    cosine = F.cosine_similarity(actual[valid], expected[valid], dim=-1)
+    assert cosine.min() > 0.999

@@ -299,12 +299,9 @@ def test_the_kernel_adds_the_residual_and_normalizes_as_layer_norm_does(tokens, 
 
 
 @needs_native
-def test_an_int8_export_normalizes_bert_s_output_blocks_in_the_kernel(tmp_path):
-    source = tmp_path / "tiny"
-    tiny_sparse_bert(sparsity=0.9, hidden_size=64).save_pretrained(source)
-    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
-                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
-    exported = load_for_inference(str(tmp_path / "int8"))
+def test_an_int8_export_normalizes_bert_s_output_blocks_in_the_kernel(int8_export):
+    source, out = int8_export
+    exported = load_for_inference(str(out))
     blocks = [block for layer in exported.bert.encoder.layer for block in (layer.attention.output, layer.output)]
     assert all("forward" in vars(block) for block in blocks)  # the fused forward, on each of the 4 blocks
     calls = []
@@ -338,13 +335,10 @@ def test_a_quantized_output_is_what_the_next_int8_layer_would_quantize_and_reads
 
 
 @needs_native
-def test_an_int8_export_passes_the_ffn_activation_quantized_with_the_same_outputs(tmp_path):
-    source = tmp_path / "tiny"
-    plain = tiny_sparse_bert(sparsity=0.9, hidden_size=64)
-    plain.save_pretrained(source)
-    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
-                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
-    exported = load_for_inference(str(tmp_path / "int8"))
+def test_an_int8_export_passes_the_ffn_activation_quantized_with_the_same_outputs(int8_export):
+    source, out = int8_export
+    plain = tiny_sparse_bert(sparsity=0.9, hidden_size=64)  # the source checkpoint again
+    exported = load_for_inference(str(out))
     layers = exported.bert.encoder.layer
     assert all(layer.intermediate.dense.quantized_consumer == (layer.output.dense,) for layer in layers)
     assert list(exported.state_dict()) == list(plain.state_dict())  # the consumer is no submodule
@@ -360,12 +354,9 @@ def test_an_int8_export_passes_the_ffn_activation_quantized_with_the_same_output
 
 
 @needs_native
-def test_an_export_loaded_without_fusions_runs_each_step_on_its_own(tmp_path):
-    source = tmp_path / "tiny"
-    tiny_sparse_bert(sparsity=0.9, hidden_size=64).save_pretrained(source)
-    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
-                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
-    fused, plain = load_for_inference(str(tmp_path / "int8")), load_for_inference(str(tmp_path / "int8"), fuse=False)
+def test_an_export_loaded_without_fusions_runs_each_step_on_its_own(int8_export):
+    source, out = int8_export
+    fused, plain = load_for_inference(str(out)), load_for_inference(str(out), fuse=False)
     layer = plain.bert.encoder.layer[0]
     assert layer.attention.self.query.shared is None and layer.intermediate.dense.quantized_consumer == ()
     assert "forward" not in vars(layer.output) and "forward" in vars(fused.bert.encoder.layer[0].output)

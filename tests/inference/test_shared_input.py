@@ -6,10 +6,9 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import tiny_sparse_bert
 from torch import nn
 
-from sparse_transfer.inference.export import export_for_inference, load_for_inference
+from sparse_transfer.inference.export import load_for_inference
 from sparse_transfer.inference.kernels import KERNELS, SharedInput, SparseLinear
 from sparse_transfer.inference.native import load_native
 
@@ -75,12 +74,9 @@ def test_layers_that_do_not_read_one_input_run_on_their_own_and_an_input_changed
 
 
 @needs_native
-def test_an_int8_export_shares_the_projections_input_and_keeps_its_outputs(tmp_path):
-    source = tmp_path / "tiny"
-    tiny_sparse_bert(sparsity=0.9, hidden_size=64).save_pretrained(source)
-    export_for_inference(str(source), str(tmp_path / "int8"), batch_sizes=(2,), seq_length=16,
-                         force_kernel="sparse_int8", quantize="int8", attention="sdpa")
-    exported = load_for_inference(str(tmp_path / "int8"))
+def test_an_int8_export_shares_the_projections_input_and_keeps_its_outputs(int8_export):
+    source, out = int8_export
+    exported = load_for_inference(str(out))
     for layer in exported.bert.encoder.layer:
         attention = layer.attention.self
         assert [attention.query.shared[1], attention.key.shared[1], attention.value.shared[1]] == [0, 1, 2]
