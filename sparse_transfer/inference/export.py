@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
-import inspect
 import json
 import os
 import platform
@@ -29,10 +27,16 @@ from torch import nn
 from transformers.activations import GELUActivation
 
 from sparse_transfer.encoders import copy_tokenizer, load_pretrained
-from sparse_transfer.inference.attention import ATTENTION_CHOICES, BF16, apply_attention_plan, plan_attention
+from sparse_transfer.inference.attention import (
+    ATTENTION_CHOICES,
+    BF16,
+    apply_attention_plan,
+    plan_attention,
+)
 from sparse_transfer.inference.calibration import QUANTIZE, plan_layers, torch_threads
-from sparse_transfer.inference.native import QuantizedActivation, keep_freed_memory, load_native
-from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SharedInput, SparseLinear
+from sparse_transfer.inference.fusion import fuse_around_kernels
+from sparse_transfer.inference.kernels import DENSE, KERNEL_NAMES, KERNELS, SparseLinear
+from sparse_transfer.inference.native import keep_freed_memory, load_native
 from sparse_transfer.utils.errors import ConfigurationError, exit_status
 from sparse_transfer.utils.io import (
     markdown_table,
@@ -147,107 +151,7 @@ def apply_plan(model: nn.Module, report: dict, fuse: bool = True) -> None:
             parent.intermediate_act_fn = nn.Identity()
         setattr(parent, child_name, SparseLinear(linear, kernels, gelu=gelu))
     if fuse:
-        _share_projection_inputs(model)
-        _fuse_output_norms(model)
-        _pass_ffn_activations_quantized(model)
-
-
-PROJECTIONS = [("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q_lin", "k_lin", "v_lin"), ("q", "k", "v")]
-
-
-def _share_projection_inputs(model: nn.Module) -> None:
-    """Attention's query, key and value read one input: where all three run the same sparse kernels,
-    one call on their stacked weights serves them (`SharedInput`)."""
-    for module in model.modules():
-        for names in PROJECTIONS:
-            layers = [getattr(module, name, None) for name in names]
-            if all(isinstance(layer, SparseLinear) for layer in layers) and \
-                    len({(layer.in_features, tuple(layer.kernel_by_tokens.items())) for layer in layers}) == 1 and \
-                    not any(layer.gelu for layer in layers):
-                SharedInput(layers)
-
-
-def _fuse_output_norms(model: nn.Module) -> None:
-    """BERT-style output blocks, `LayerNorm(dropout(dense(hidden_states)) + input_tensor)`: where the
-    dense layer's kernel can add the residual and normalize inside (INT8), the block's forward lets
-    it, in eval mode. A block is fused only where its own forward gives the same result on a probe."""
-    for module in model.modules():
-        dense, norm = getattr(module, "dense", None), getattr(module, "LayerNorm", None)
-        if not (isinstance(dense, SparseLinear) and isinstance(norm, nn.LayerNorm) and not dense.gelu
-                and dense.shared is None and norm.normalized_shape == (dense.out_features,)
-                and norm.weight is not None and norm.bias is not None
-                and list(inspect.signature(module.forward).parameters) == ["hidden_states", "input_tensor"]):
-            continue
-        fusing = [name for name in set(dense.kernel_by_tokens.values())
-                  if name != DENSE and KERNELS[name].fused_apply is not None]
-        if fusing and _same_as_own_forward(module, fusing[0]):
-            module.forward = functools.partial(_fused_output_forward, module, module.forward)
-
-
-def _pass_ffn_activations_quantized(model: nn.Module) -> None:
-    """BERT-style layers (`feed_forward_chunk`: output(intermediate(x), x)) whose FFN runs INT8 kernels
-    in and out: the first hands the second its GELU output already quantized per token (UINT8, a
-    quarter of the float traffic, quantized while in cache), where the layer's own feed-forward gives
-    the same result on a probe."""
-    for module in model.modules():
-        intermediate, output = getattr(module, "intermediate", None), getattr(module, "output", None)
-        producer, consumer = getattr(intermediate, "dense", None), getattr(output, "dense", None)
-        if not (callable(getattr(module, "feed_forward_chunk", None)) and isinstance(producer, SparseLinear)
-                and isinstance(consumer, SparseLinear) and "forward" in vars(output)):  # the fused output block
-            continue
-        kernels = [name for name in set(producer.kernel_by_tokens.values()) & set(consumer.kernel_by_tokens.values())
-                   if name != DENSE and KERNELS[name].fused_apply is not None]
-        if kernels and _feed_forward_same_when_quantized(module, producer, consumer, kernels[0]):
-            producer.quantized_consumer = (consumer,)
-
-
-@torch.no_grad()
-def _feed_forward_same_when_quantized(module: nn.Module, producer: SparseLinear, consumer: SparseLinear,
-                                      kernel: str, tokens: int = 20) -> bool:
-    hidden = torch.randn(1, tokens, producer.in_features, generator=torch.Generator().manual_seed(0))
-    planned, training = (producer.kernel_by_tokens, consumer.kernel_by_tokens), module.training
-    producer.kernel_by_tokens = consumer.kernel_by_tokens = {tokens: kernel}
-    module.eval()
-    try:
-        expected = module.feed_forward_chunk(hidden)
-        producer.quantized_consumer = (consumer,)
-        quantized = module.feed_forward_chunk(hidden)
-    except (TypeError, AttributeError, RuntimeError):  # a forward that does more with the FFN's output
-        return False
-    finally:
-        producer.quantized_consumer = ()
-        producer.kernel_by_tokens, consumer.kernel_by_tokens = planned
-        module.train(training)
-    return isinstance(quantized, torch.Tensor) and quantized.shape == expected.shape and \
-        torch.allclose(quantized, expected, rtol=1e-4, atol=1e-4)
-
-
-def _fused_output_forward(module: nn.Module, own_forward, hidden_states: torch.Tensor,
-                          input_tensor: torch.Tensor) -> torch.Tensor:
-    if not module.training:  # dropout is the identity
-        fused = module.dense.residual_norm(hidden_states, input_tensor, module.LayerNorm)
-        if fused is not None:
-            return fused
-    if isinstance(hidden_states, QuantizedActivation):  # the FFN's quantized output, here no INT8 kernel reads it
-        hidden_states = hidden_states.dequantize()
-    return own_forward(hidden_states, input_tensor)
-
-
-@torch.no_grad()
-def _same_as_own_forward(module: nn.Module, kernel: str, tokens: int = 20) -> bool:
-    dense = module.dense
-    generator = torch.Generator().manual_seed(0)
-    hidden = torch.randn(1, tokens, dense.in_features, generator=generator)
-    residual = torch.randn(1, tokens, dense.out_features, generator=generator)
-    planned, training = dense.kernel_by_tokens, module.training
-    dense.kernel_by_tokens = {tokens: kernel}  # both paths on the kernel that would fuse
-    module.eval()
-    try:
-        expected, fused = module(hidden, residual), dense.residual_norm(hidden, residual, module.LayerNorm)
-    finally:
-        dense.kernel_by_tokens = planned
-        module.train(training)
-    return fused is not None and torch.allclose(fused, expected, rtol=1e-4, atol=1e-4)
+        fuse_around_kernels(model)
 
 
 def _gelu_follows(parent: nn.Module, child_name: str) -> bool:

@@ -14,10 +14,10 @@ calibration measures them (see calibration.py).
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import scipy.sparse
 import torch
@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparse_transfer.inference.native import QuantizedActivation, load_native
+
+if TYPE_CHECKING:
+    from sparse_transfer.inference.fusion import SharedInput
 
 DENSE = "dense"
 BSR_BLOCK_SIZES = (4, 8, 16)
@@ -265,47 +268,3 @@ class SparseLinear(nn.Linear):
     def extra_repr(self) -> str:
         shared = f", shared input with {len(self.shared[0].layers) - 1} more" if self.shared else ""
         return f"{super().extra_repr()}, kernels={self.kernel_by_tokens}" + (", gelu" if self.gelu else "") + shared
-
-
-class SharedInput:
-    """SparseLinear layers that read the same input (attention's query, key and value) and run the
-    same kernels: the first of them to see an input runs one kernel call on their stacked weights
-    (one quantization and packing of the input instead of one each, more rows per call to split
-    among threads), and the others take their columns of its output while their input is the same
-    tensor, unchanged (per thread). The first time they are not called on one input (cross-attention:
-    keys and values read the encoder's states) each runs on its own from then on."""
-
-    def __init__(self, layers: list[SparseLinear]):
-        first = layers[0]
-        if any(layer.in_features != first.in_features or layer.kernel_by_tokens != first.kernel_by_tokens
-               or layer.gelu for layer in layers):
-            raise ValueError("layers that share an input need the same input size and kernels, and no GELU")
-        self.layers, self.enabled = layers, True
-        self.splits = [layer.out_features for layer in layers]
-        with torch.no_grad():
-            weight = torch.cat([layer.weight.detach().float() for layer in layers]).contiguous()
-            biases = [layer.bias.detach().float() if layer.bias is not None else torch.zeros(layer.out_features)
-                      for layer in layers]
-        self.bias = torch.cat(biases)
-        self._prepared = {name: KERNELS[name].prepare(weight)
-                          for name in set(first.kernel_by_tokens.values()) if name != DENSE}
-        self._local = threading.local()
-        for index, layer in enumerate(layers):
-            layer.shared = (self, index)
-
-    def output(self, x: torch.Tensor, x2d: torch.Tensor, name: str, index: int) -> torch.Tensor | None:
-        """Layer `index`'s output (tokens, its out_features) for input `x` (x2d its 2-D view); None
-        once the layers turn out not to share inputs (the caller then runs the layer alone)."""
-        cached = getattr(self._local, "cached", None)
-        if cached is not None and cached["input"] is x and cached["version"] == x._version and index in cached["left"]:
-            cached["left"].discard(index)
-            if not cached["left"]:
-                self._local.cached = None  # every layer served: the memory goes with the last view
-            return cached["outputs"][index]
-        if cached is not None:  # an input some of them never read: they do not share inputs
-            self.enabled, self._local.cached = False, None
-            return None
-        outputs = KERNELS[name].apply(self._prepared[name], x2d.detach(), self.bias).split(self.splits, dim=1)
-        self._local.cached = {"input": x, "version": x._version, "outputs": outputs,
-                              "left": set(range(len(self.layers))) - {index}}
-        return outputs[index]

@@ -43,12 +43,13 @@ def _reference(q, k, v, mask, scale):
 
 
 @needs_bf16
-@pytest.mark.parametrize("shape", [(2, 3, 37, 37, 32), (1, 2, 5, 70, 64), (3, 1, 128, 128, 96), (1, 2, 7, 45, 64)])
+@pytest.mark.parametrize("shape", [(2, 3, 37, 37, 32), (1, 2, 5, 70, 64), (3, 1, 128, 128, 96), (1, 2, 7, 45, 64),
+                                   (1, 1, 1, 1, 32), (2, 2, 3, 100, 128)])
 def test_the_kernel_is_its_bf16_reference_and_near_fp32_sdpa(shape):
     batch, heads, queries, keys, dim = shape
     q, k, v = _qkv(*shape)
     valid = torch.ones(batch, keys, dtype=torch.bool)
-    valid[0, keys // 2:] = False  # padding in the first sequence
+    valid[0, max(1, keys // 2):] = False  # padding in the first sequence
     mask = valid[:, None, None, :]
     library = attention.load_native()
     out = library.bf16_attention(q, k, v, mask, dim ** -0.5)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from sparse_transfer.inference.export import load_for_inference
-from sparse_transfer.inference.kernels import KERNELS, SharedInput, SparseLinear
+from sparse_transfer.inference.fusion import SharedInput
+from sparse_transfer.inference.kernels import KERNELS, SparseLinear
 from sparse_transfer.inference.native import load_native
 
 needs_native = pytest.mark.skipif(isinstance(load_native(), str), reason="no native kernels")
