@@ -50,7 +50,8 @@ def kernel_covers(module: nn.Module, query: torch.Tensor, key: torch.Tensor, val
         and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.dim() == 4 and t.stride(-1) == 1
                 for t in tensors) \
         and query.shape[1] == key.shape[1] == value.shape[1] and query.shape[-1] % 32 == 0 \
-        and key.shape == value.shape and (attention_mask is None or attention_mask.dtype == torch.bool)
+        and key.shape == value.shape and query.shape[2] > 0 and key.shape[2] > 0 \
+        and (attention_mask is None or attention_mask.dtype == torch.bool)
 
 
 def attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
