@@ -17,6 +17,7 @@ from sparse_transfer.utils.errors import ConfigurationError
 
 UNAVAILABLE = attention.bf16_unavailable_reason()
 needs_bf16 = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"bf16 attention: {UNAVAILABLE}")
+needs_native = pytest.mark.skipif(isinstance(attention.load_native(), str), reason="no native kernels")
 
 
 def _qkv(batch, heads, queries, keys, dim, seed=0):
@@ -228,3 +229,14 @@ def test_other_encoder_families_run_the_kernel_with_their_own_masks(family, monk
     valid = mask.bool()
     cosine = F.cosine_similarity(actual[valid], expected[valid], dim=-1)
     assert cosine.min() > 0.999
+
+
+@needs_native
+def test_a_plan_made_before_attention_kernels_loads_with_sdpa(int8_export):
+    _, out = int8_export
+    plan = json.loads((out / PLAN_FILE).read_text())
+    del plan["attention"]  # as exports wrote their plans before attention was planned
+    (out / PLAN_FILE).write_text(json.dumps(plan))
+    exported = load_for_inference(str(out))
+    assert exported.config._attn_implementation == "sdpa"
+    assert exported(input_ids=torch.randint(0, 64, (2, 16))).logits.shape == (2, 2)
