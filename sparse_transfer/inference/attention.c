@@ -71,41 +71,41 @@ static void pack_values(const float *v, int64_t v_stride, int64_t keys, int64_t 
     }
 }
 
-/* scores[r][j0 + 16c + lane] = sum_p Q pair (i0 + r, p) . K pair (p, j), for `vecs` vectors of keys. */
+/* acc[r][c] = sum over s < steps of the bf16 pair a[r * a_stride + s] times the 16 pairs
+ * b[s * b_stride + 16c ..]: ROWS broadcast row pairs against `vecs` loaded vectors per step (scores:
+ * Q pairs against K pairs over the head's pairs; output: probability pairs against V pairs over key pairs). */
+static inline __attribute__((always_inline)) void dot_tile(const int32_t *a, int64_t a_stride, const int32_t *b,
+                                                           int64_t b_stride, int64_t steps, int vecs,
+                                                           __m512 acc[ROWS][VECS]) {
+  for (int r = 0; r < ROWS; r++)
+    for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t step = 0; step < steps; step++) {
+    __m512i bv[VECS];
+    for (int c = 0; c < vecs; c++) bv[c] = _mm512_loadu_si512(b + step * b_stride + 16 * c);
+    for (int r = 0; r < ROWS; r++) {
+      __m512i pair = _mm512_set1_epi32(a[r * a_stride + step]);
+      for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)pair, (__m512bh)bv[c]);
+    }
+  }
+}
+
+/* scores[r][j0 + 16c + lane] = Q pairs of rows i0 + r . K pairs, for `vecs` vectors of keys from j0. */
 static inline __attribute__((always_inline)) void score_tile(const int32_t *qp, int64_t pairs, const int32_t *kp,
                                                              int64_t keys_padded, int64_t j0, int vecs,
                                                              float *scores) {
   __m512 acc[ROWS][VECS];
-  for (int r = 0; r < ROWS; r++)
-    for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < pairs; p++) {
-    __m512i kv[VECS];
-    for (int c = 0; c < vecs; c++) kv[c] = _mm512_loadu_si512(kp + p * keys_padded + j0 + 16 * c);
-    for (int r = 0; r < ROWS; r++) {
-      __m512i qb = _mm512_set1_epi32(qp[r * pairs + p]);
-      for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)qb, (__m512bh)kv[c]);
-    }
-  }
+  dot_tile(qp, pairs, kp + j0, keys_padded, pairs, vecs, acc);
   for (int r = 0; r < ROWS; r++)
     for (int c = 0; c < vecs; c++) _mm512_storeu_ps(scores + r * keys_padded + j0 + 16 * c, acc[r][c]);
 }
 
-/* out rows (ROWS x `vecs` vectors of head features from d0) = probabilities . V pairs, times 1 / sum. */
+/* out rows (`rows` of ROWS, `vecs` vectors of head features from d0) = probabilities . V pairs, times 1 / sum. */
 static inline __attribute__((always_inline)) void value_tile(const int32_t *pp, int64_t key_pairs, const int32_t *vp,
                                                              int64_t dim, int64_t d0, int vecs,
                                                              const float *inverse, float *out,
                                                              int64_t out_stride, int64_t rows) {
   __m512 acc[ROWS][VECS];
-  for (int r = 0; r < ROWS; r++)
-    for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_setzero_ps();
-  for (int64_t q = 0; q < key_pairs; q++) {
-    __m512i vv[VECS];
-    for (int c = 0; c < vecs; c++) vv[c] = _mm512_loadu_si512(vp + q * dim + d0 + 16 * c);
-    for (int r = 0; r < ROWS; r++) {
-      __m512i pb = _mm512_set1_epi32(pp[r * key_pairs + q]);
-      for (int c = 0; c < vecs; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)pb, (__m512bh)vv[c]);
-    }
-  }
+  dot_tile(pp, key_pairs, vp + d0, dim, key_pairs, vecs, acc);
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < vecs; c++)
       _mm512_storeu_ps(out + r * out_stride + d0 + 16 * c, _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inverse[r])));
@@ -191,8 +191,10 @@ int bf16_attention(const float *q, const float *k, const float *v, const uint8_t
   int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
   {
-    scratch s = {aligned_alloc(64, (size_t)(dim * keys_padded * 2)), aligned_alloc(64, (size_t)(keys_padded * dim * 2)),
-                 aligned_alloc(64, (size_t)(queries_padded * dim * 2)), aligned_alloc(64, (size_t)(ROWS * keys_padded * 2)),
+    scratch s = {/* kp, vp, qp (bf16 pairs), pp (ROWS rows of bf16 pairs), scores (ROWS rows of fp32) */
+                 aligned_alloc(64, (size_t)(dim * keys_padded * 2)), aligned_alloc(64, (size_t)(keys_padded * dim * 2)),
+                 aligned_alloc(64, (size_t)(queries_padded * dim * 2)),
+                 aligned_alloc(64, (size_t)(ROWS * keys_padded * 2)),
                  aligned_alloc(64, (size_t)(ROWS * keys_padded * 4))};
     int ready = s.kp && s.vp && s.qp && s.pp && s.scores;
 #pragma omp for schedule(static) /* met by every thread, ready or not: none waits at its barrier forever */

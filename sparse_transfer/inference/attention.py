@@ -13,10 +13,11 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sparse_transfer.inference.calibration import interleaved_medians, torch_threads
-from sparse_transfer.inference.kernels import nearest_token_count
+from sparse_transfer.inference.kernels import planned_kernel
 from sparse_transfer.inference.native import load_native
 from sparse_transfer.utils.errors import ConfigurationError
 
@@ -61,16 +62,12 @@ def attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     heads, head size) out. The module's plan picks the kernel for its token count; SDPA otherwise."""
     kernels = getattr(module, KERNELS_ATTRIBUTE, None)
     tokens = query.shape[0] * query.shape[2]
-    if not kernels or _kernel_for(kernels, tokens) != BF16 or \
+    if not kernels or planned_kernel(kernels, tokens) != BF16 or \
             not kernel_covers(module, query, key, value, attention_mask, dropout, is_causal, kwargs):
         return _sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal,
                      **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     return load_native().bf16_attention(query.detach(), key.detach(), value.detach(), attention_mask, scale), None
-
-
-def _kernel_for(kernels: dict[int, str], tokens: int) -> str:
-    return kernels[nearest_token_count(max(1, tokens), list(kernels))]
 
 
 def register() -> None:
@@ -143,8 +140,9 @@ def plan_attention(model: nn.Module, token_counts: list[int], seq_length: int, r
 
 def _bf16_unsupported(model: nn.Module, shape: dict | None) -> str | None:
     """Why the bf16 kernel cannot serve this model here; None where it can."""
-    if bf16_unavailable_reason():
-        return bf16_unavailable_reason()
+    unavailable = bf16_unavailable_reason()
+    if unavailable:
+        return unavailable
     if not supports_attention_interface(model):
         return f"{type(model).__name__} does not compute attention through transformers' AttentionInterface"
     if not shape or shape["head_size"] % 32:
@@ -156,8 +154,6 @@ def _bf16_unsupported(model: nn.Module, shape: dict | None) -> str | None:
 def time_attention(heads: int, head_size: int, tokens: int, seq_length: int, repeats: int) -> dict[str, float]:
     """Median ms of SDPA and of the bf16 kernel on `tokens` tokens (sequences of `seq_length`),
     with q, k and v strided views of one projection output, as attention layers receive them."""
-    import torch.nn.functional as F
-
     batch, length = max(1, tokens // seq_length), min(tokens, seq_length)
     x = torch.randn(batch, length, 3, heads, head_size, generator=torch.Generator().manual_seed(0))
     query, key, value = (x[:, :, i].transpose(1, 2) for i in range(3))

@@ -6,14 +6,16 @@ applies all three (`load_for_inference(..., fuse=False)` leaves them out)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import threading
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from sparse_transfer.inference.kernels import DENSE, KERNELS, SparseLinear
+from sparse_transfer.inference.kernels import DENSE, KERNELS, SparseLinear, fuses_steps
 from sparse_transfer.inference.native import QuantizedActivation
 
 
@@ -33,10 +35,9 @@ class SharedInput:
     keys and values read the encoder's states) each runs on its own from then on."""
 
     def __init__(self, layers: list[SparseLinear]):
-        first = layers[0]
-        if any(layer.in_features != first.in_features or layer.kernel_by_tokens != first.kernel_by_tokens
-               or layer.gelu for layer in layers):
+        if not self.can_share(layers):
             raise ValueError("layers that share an input need the same input size and kernels, and no GELU")
+        first = layers[0]
         self.layers, self.enabled = layers, True
         self.splits = [layer.out_features for layer in layers]
         with torch.no_grad():
@@ -49,6 +50,13 @@ class SharedInput:
         self._local = threading.local()
         for index, layer in enumerate(layers):
             layer.shared = (self, index)
+
+    @staticmethod
+    def can_share(layers: list) -> bool:
+        """SparseLinear layers of one input size and plan, none with GELU: what one stacked call serves."""
+        first = layers[0]
+        return all(isinstance(layer, SparseLinear) and layer.in_features == first.in_features
+                   and layer.kernel_by_tokens == first.kernel_by_tokens and not layer.gelu for layer in layers)
 
     def output(self, x: torch.Tensor, x2d: torch.Tensor, name: str, index: int) -> torch.Tensor | None:
         """Layer `index`'s output (tokens, its out_features) for input `x` (x2d its 2-D view); None
@@ -77,9 +85,7 @@ def _share_projection_inputs(model: nn.Module) -> None:
     for module in model.modules():
         for names in PROJECTIONS:
             layers = [getattr(module, name, None) for name in names]
-            if all(isinstance(layer, SparseLinear) for layer in layers) and \
-                    len({(layer.in_features, tuple(layer.kernel_by_tokens.items())) for layer in layers}) == 1 and \
-                    not any(layer.gelu for layer in layers):
+            if SharedInput.can_share(layers):
                 SharedInput(layers)
 
 
@@ -94,8 +100,7 @@ def _fuse_output_norms(model: nn.Module) -> None:
                 and norm.weight is not None and norm.bias is not None
                 and list(inspect.signature(module.forward).parameters) == ["hidden_states", "input_tensor"]):
             continue
-        fusing = [name for name in set(dense.kernel_by_tokens.values())
-                  if name != DENSE and KERNELS[name].fused_apply is not None]
+        fusing = [name for name in set(dense.kernel_by_tokens.values()) if fuses_steps(name)]
         if fusing and _same_as_own_forward(module, fusing[0]):
             module.forward = functools.partial(_fused_output_forward, module, module.forward)
 
@@ -112,28 +117,40 @@ def _pass_ffn_activations_quantized(model: nn.Module) -> None:
                 and isinstance(consumer, SparseLinear) and "forward" in vars(output)):  # the fused output block
             continue
         kernels = [name for name in set(producer.kernel_by_tokens.values()) & set(consumer.kernel_by_tokens.values())
-                   if name != DENSE and KERNELS[name].fused_apply is not None]
+                   if fuses_steps(name)]
         if kernels and _feed_forward_same_when_quantized(module, producer, consumer, kernels[0]):
             producer.quantized_consumer = (consumer,)
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def _probing(module: nn.Module, layers: list[SparseLinear], kernel: str, tokens: int) -> Iterator[None]:
+    """`module` in eval mode with `layers` planned on `kernel` for `tokens` tokens (the kernel that
+    would fuse), as it was afterwards."""
+    planned, training = [layer.kernel_by_tokens for layer in layers], module.training
+    for layer in layers:
+        layer.kernel_by_tokens = {tokens: kernel}
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for layer, plan in zip(layers, planned):
+            layer.kernel_by_tokens = plan
+        module.train(training)
+
+
 def _feed_forward_same_when_quantized(module: nn.Module, producer: SparseLinear, consumer: SparseLinear,
                                       kernel: str, tokens: int = 20) -> bool:
     hidden = torch.randn(1, tokens, producer.in_features, generator=torch.Generator().manual_seed(0))
-    planned, training = (producer.kernel_by_tokens, consumer.kernel_by_tokens), module.training
-    producer.kernel_by_tokens = consumer.kernel_by_tokens = {tokens: kernel}
-    module.eval()
-    try:
-        expected = module.feed_forward_chunk(hidden)
-        producer.quantized_consumer = (consumer,)
-        quantized = module.feed_forward_chunk(hidden)
-    except (TypeError, AttributeError, RuntimeError):  # a forward that does more with the FFN's output
-        return False
-    finally:
-        producer.quantized_consumer = ()
-        producer.kernel_by_tokens, consumer.kernel_by_tokens = planned
-        module.train(training)
+    with _probing(module, [producer, consumer], kernel, tokens):
+        try:
+            expected = module.feed_forward_chunk(hidden)
+            producer.quantized_consumer = (consumer,)
+            quantized = module.feed_forward_chunk(hidden)
+        except (TypeError, AttributeError, RuntimeError):  # a forward that does more with the FFN's output
+            return False
+        finally:
+            producer.quantized_consumer = ()
     return isinstance(quantized, torch.Tensor) and quantized.shape == expected.shape and \
         torch.allclose(quantized, expected, rtol=1e-4, atol=1e-4)
 
@@ -149,18 +166,11 @@ def _fused_output_forward(module: nn.Module, own_forward, hidden_states: torch.T
     return own_forward(hidden_states, input_tensor)
 
 
-@torch.no_grad()
 def _same_as_own_forward(module: nn.Module, kernel: str, tokens: int = 20) -> bool:
     dense = module.dense
     generator = torch.Generator().manual_seed(0)
     hidden = torch.randn(1, tokens, dense.in_features, generator=generator)
     residual = torch.randn(1, tokens, dense.out_features, generator=generator)
-    planned, training = dense.kernel_by_tokens, module.training
-    dense.kernel_by_tokens = {tokens: kernel}  # both paths on the kernel that would fuse
-    module.eval()
-    try:
+    with _probing(module, [dense], kernel, tokens):
         expected, fused = module(hidden, residual), dense.residual_norm(hidden, residual, module.LayerNorm)
-    finally:
-        dense.kernel_by_tokens = planned
-        module.train(training)
     return fused is not None and torch.allclose(fused, expected, rtol=1e-4, atol=1e-4)

@@ -166,6 +166,16 @@ def nearest_token_count(tokens: int, calibrated: list[int]) -> int:
     return min(calibrated, key=lambda count: abs(math.log(tokens) - math.log(count)))
 
 
+def planned_kernel(kernel_by_tokens: dict[int, str], tokens: int) -> str:
+    """The kernel a plan ({tokens: kernel}) gives an input of `tokens` tokens (at least 1)."""
+    return kernel_by_tokens[nearest_token_count(max(1, tokens), list(kernel_by_tokens))]
+
+
+def fuses_steps(name: str) -> bool:
+    """Whether kernel `name` can take the steps around it (GELU, residual LayerNorm, quantized in/out)."""
+    return name != DENSE and KERNELS[name].fused_apply is not None
+
+
 class SparseLinear(nn.Linear):
     """An nn.Linear that multiplies with a sparse kernel chosen per number of input tokens.
 
@@ -195,7 +205,7 @@ class SparseLinear(nn.Linear):
                               for name in set(self.kernel_by_tokens.values()) if name != DENSE}
 
     def kernel_for(self, tokens: int) -> str:
-        return self.kernel_by_tokens[nearest_token_count(tokens, list(self.kernel_by_tokens))]
+        return planned_kernel(self.kernel_by_tokens, tokens)
 
     def _kernel_input(self, x: torch.Tensor | QuantizedActivation) -> tuple[str, object, int] | None:
         """(kernel name, x as 2-D with unit column stride, tokens) where a sparse kernel takes `x`; None
@@ -203,13 +213,13 @@ class SparseLinear(nn.Linear):
         QuantizedActivation goes as it is to a kernel that reads it, else None."""
         if isinstance(x, QuantizedActivation):
             tokens = x.values.shape[0]
-            name = self.kernel_for(max(1, tokens))
-            return (name, x, tokens) if name != DENSE and KERNELS[name].fused_apply is not None else None
+            name = self.kernel_for(tokens)
+            return (name, x, tokens) if fuses_steps(name) else None
         needs_grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
         if needs_grad or x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
             return None
         x2d = x.reshape(-1, self.in_features)
-        name = self.kernel_for(max(1, x2d.shape[0]))
+        name = self.kernel_for(x2d.shape[0])
         if name == DENSE:
             return None
         return name, (x2d if x2d.stride(-1) == 1 else x2d.contiguous()).detach(), x2d.shape[0]
@@ -240,8 +250,7 @@ class SparseLinear(nn.Linear):
         """Whether the layer that reads this output (`quantized_consumer`) takes it quantized here."""
         if not self.quantized_consumer or self.training:
             return False
-        name = self.quantized_consumer[0].kernel_for(max(1, tokens))
-        return name != DENSE and KERNELS[name].fused_apply is not None
+        return fuses_steps(self.quantized_consumer[0].kernel_for(tokens))
 
     def residual_norm(self, x: torch.Tensor | QuantizedActivation, residual: torch.Tensor,
                       norm: nn.LayerNorm) -> torch.Tensor | None:

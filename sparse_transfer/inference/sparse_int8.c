@@ -32,6 +32,7 @@
 #endif
 
 #define TILE 64 /* tokens per tile: 4 AVX-512 vectors of 16 int32 accumulators */
+#define ROWS 256 /* output rows finished together, then written to y a token at a time (64 KiB) */
 
 /* What a call may add around the product; a NULL pointer leaves that part out. */
 typedef struct {
@@ -46,7 +47,6 @@ typedef struct {
   float *y_scales;
   int32_t *y_zeros;
 } sparse_int8_options;
-#define ROWS 256 /* output rows finished together, then written to y a token at a time (64 KiB) */
 
 int sparse_int8_has_vnni(void) { return SPARSE_INT8_VNNI; }
 
@@ -101,10 +101,10 @@ void sparse_int8_quantize_rows(const float *x, int64_t x_row_stride, int64_t tok
     quantize_row(x + t * x_row_stride, features, x_q + t * features, &scales[t], &zeros[t]);
 }
 
-/* Quantize (or, given x_q, copy) and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4]; padded features hold
- * each token's zero point (the value 0), padded tokens hold 0. `rows` has room for 16 rows of
- * blocks * 4 bytes: 16 tokens are quantized into it, then moved 16 blocks at a time (a 16 x 16
- * transpose of 4-byte blocks where the CPU has AVX-512). */
+/* Quantize (or, given x_q, copy) and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4];
+ * padded features hold each token's zero point (the value 0), padded tokens hold 0. `rows` has room
+ * for 16 rows of blocks * 4 bytes: 16 tokens are quantized into it, then moved 16 blocks at a time
+ * (a 16 x 16 transpose of 4-byte blocks where the CPU has AVX-512). */
 static void pack_tile(const float *x, int64_t x_row_stride, const sparse_int8_options *options, int64_t features,
                       int64_t blocks, int64_t t0, int64_t count, uint8_t *packed, uint8_t *rows, float *scales,
                       int32_t *zeros) {
@@ -199,7 +199,6 @@ static inline void row_of_tile(const int32_t *indptr, const int32_t *columns, co
     for (int t = 0; t < TILE; t++) out[t] = gelu(out[t]);
 #endif
 }
-
 
 /* out[r][t] (rows x TILE) -> y[t0 + t][r0 + r]: a token's outputs of these rows are consecutive in y,
  * so they are written as whole stretches (16 x 16 transposes where the CPU has AVX-512), a few
@@ -330,10 +329,7 @@ int sparse_int8_linear(const int32_t *indptr, const int32_t *columns, const int3
           if (sums)
             for (int64_t t = 0; t < count; t++) sums[(t0 + t) * out_features + o_row] = tile_sums[t];
         }
-        if (own_rows)
-          write_rows(out, rows, count, tile_y, 0, r0, out_features);
-        else
-          write_rows(out, rows, count, y, t0, r0, out_features);
+        write_rows(out, rows, count, own_rows ? tile_y : y, own_rows ? 0 : t0, r0, out_features);
       }
       if (epilogue && !rows_split) finish_rows(own_rows ? tile_y : y + t0 * out_features, t0, count, out_features, o);
     }
