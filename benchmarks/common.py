@@ -277,6 +277,24 @@ def model_path(name: str) -> str:
     return str(out)
 
 
+# --- the inference benchmarks (inference_peers.py makes the exports, int8_fusions.py times them again)
+
+
+INFERENCE_WORK = Path("/tmp/inference_peers")  # their models, ONNX files and exports (--work_dir)
+
+
+def export_dir(work: Path, engine: str, model: str, threads: int) -> Path:
+    """Where inference_peers.py exports `model` (a directory name under `work`) as `engine` for `threads`."""
+    return work / f"export-{engine}-{model}-threads{threads}"
+
+
+def measure_in_own_process(script: str, threads: int, arguments: list[str]) -> None:
+    """`script measure --threads N ARGUMENTS` in a process of its own with OMP_NUM_THREADS=N: no
+    engine inherits another thread count's threads."""
+    subprocess.run([sys.executable, script, "measure", "--threads", str(threads), *arguments], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+
+
 def export_onnx_and_int8(model, fp32_path: Path, int8_path: Path, input_names: list[str]) -> None:
     """`model` in ONNX (batch and length dynamic) and that file quantized with ONNX Runtime's
     `quantize_dynamic` (INT8 weights), as a user of the dense model would make them; once."""

@@ -22,12 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from common import ROOT, dense_model, export_onnx_and_int8, ort_session, torch_dynamic_int8
+from common import (
+    INFERENCE_WORK,
+    ROOT,
+    dense_model,
+    export_dir,
+    export_onnx_and_int8,
+    measure_in_own_process,
+    ort_session,
+    torch_dynamic_int8,
+)
 
 RECORDS = ROOT / "benchmarks" / "results" / "inference" / "peers"
 TABLES = ROOT / "benchmarks" / "results" / "inference" / "peers.md"
@@ -100,7 +107,7 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     exports = {}
     for name, source, quantize in (("sparse_fp32", "sparse", None), ("sparse_int8", "sparse", "int8"),
                                    ("sparse_int8_1x4", "sparse_1x4", "int8")):
-        out = work / f"export-{name}-{paths[source].name}-threads{threads}"  # per model, sparsity and threads
+        out = export_dir(work, name, paths[source].name, threads)  # per model, sparsity and threads
         if not (out / "sparse_inference.json").exists():
             print(f"[threads {threads}] exporting {name}", flush=True)
             export_for_inference(str(paths[source]), str(out), BATCH_SIZES, SEQ_LENGTH, threads,
@@ -247,7 +254,7 @@ def main() -> None:
     parser.add_argument("--shape", choices=SHAPES, default="bert-base")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration_repeats", type=int, default=3)
-    parser.add_argument("--work_dir", default="/tmp/inference_peers", help="models, ONNX files and exports")
+    parser.add_argument("--work_dir", default=str(INFERENCE_WORK), help="models, ONNX files and exports")
     parser.add_argument("--force", action="store_true", help="measure again what is recorded")
     options = parser.parse_args()
     work = Path(options.work_dir)
@@ -265,10 +272,9 @@ def main() -> None:
             print(f"{out} recorded; --force measures again")
             continue
         started = time.time()
-        subprocess.run([sys.executable, __file__, "measure", "--threads", str(threads), "--sparsity",
-                        str(options.sparsity), "--shape", options.shape, "--repeats", str(options.repeats), "--calibration_repeats",
-                        str(options.calibration_repeats), "--work_dir", str(work)], check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        measure_in_own_process(__file__, threads, [
+            "--sparsity", str(options.sparsity), "--shape", options.shape, "--repeats", str(options.repeats),
+            "--calibration_repeats", str(options.calibration_repeats), "--work_dir", str(work)])
         print(f"threads {threads}: {time.time() - started:.0f} s")
     print(report())
 

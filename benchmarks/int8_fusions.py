@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from common import ROOT
+from common import INFERENCE_WORK, ROOT, export_dir, measure_in_own_process
 
 RECORDS = ROOT / "benchmarks" / "results" / "inference" / "fusions"
 TABLE = ROOT / "benchmarks" / "results" / "inference" / "fusions.md"
 CONFIGURATIONS = ["kernels only", "+ bf16 attention", "+ fused steps"]
 BATCH_SIZES, SEQ_LENGTH = (1, 32), 128
-
-
-def export_dir(work: Path, threads: int, sparsity: float) -> Path:
-    return work / f"export-sparse_int8_1x4-sparse{sparsity}-1x4-threads{threads}"  # inference_peers.py's name
 
 
 def measure(threads: int, sparsity: float, repeats: int, work: Path) -> dict:
@@ -42,7 +35,7 @@ def measure(threads: int, sparsity: float, repeats: int, work: Path) -> dict:
     from sparse_transfer.inference.export import load_for_inference, machine_description
 
     torch.set_num_threads(threads)
-    directory = export_dir(work, threads, sparsity)
+    directory = export_dir(work, "sparse_int8_1x4", f"sparse{sparsity}-1x4", threads)
     if not (directory / "sparse_inference.json").exists():
         raise SystemExit(f"{directory} not found: run benchmarks/inference_peers.py run --sparsity {sparsity} first")
     before = machine_description()
@@ -94,7 +87,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--work_dir", default="/tmp/inference_peers", help="where inference_peers.py put its exports")
+    parser.add_argument("--work_dir", default=str(INFERENCE_WORK), help="where inference_peers.py put its exports")
     options = parser.parse_args()
     if options.action == "measure":
         (threads,) = options.threads
@@ -103,9 +96,8 @@ def main() -> None:
         (RECORDS / f"threads{threads}.json").write_text(json.dumps(record, indent=1))
     elif options.action == "run":
         for threads in options.threads:  # one process per thread count, as the exports were calibrated
-            subprocess.run([sys.executable, __file__, "measure", "--threads", str(threads), "--sparsity",
-                            str(options.sparsity), "--repeats", str(options.repeats), "--work_dir", options.work_dir],
-                           check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            measure_in_own_process(__file__, threads, ["--sparsity", str(options.sparsity), "--repeats",
+                                                       str(options.repeats), "--work_dir", options.work_dir])
     print(report())
 
 
