@@ -117,15 +117,16 @@ def load_for_inference(directory: str, keep_memory: bool = True, fuse: bool = Tr
 
 
 def _warn_if_other_instructions(report: dict) -> None:
-    """The kernels give the same results on any CPU; a plan timed with VNNI is slower without it."""
-    planned = report["calibration"].get("int8_dot_product")
+    """The kernels give the same integer sums on any CPU, but a plan timed on one kind of INT8 path
+    (AVX-512 VNNI, AVX2, portable) may not be the fastest on another."""
+    calibration = report["calibration"]
+    planned = calibration.get("int8_kernel_path") or ("avx512-vnni" if calibration.get("int8_dot_product") else None)
     kernels = {kernel for layer in report["layers"] for kernel in layer["kernels"].values()}
     library = load_native()
-    here = library.has_vnni if not isinstance(library, str) else None
-    if "sparse_int8" in kernels and planned and here is False:
-        warnings.warn("this plan was calibrated on a CPU with VNNI (integer dot products); this one has none: "
-                      "sparse_int8 layers run their portable path (the same results, slower); export again here",
-                      stacklevel=3)
+    here = library.int8_path if not isinstance(library, str) else None
+    if "sparse_int8" in kernels and planned and here and planned != here:
+        warnings.warn(f"this plan was calibrated where sparse_int8 ran on {planned}; here it runs on {here} (the "
+                      "same results, another speed): export again here for a plan timed on this CPU", stacklevel=3)
 
 
 def apply_plan(model: nn.Module, report: dict, fuse: bool = True) -> None:
@@ -196,6 +197,7 @@ def machine_description() -> dict:
         "cpu": _cpu_model(),
         "cpu_family_model": _cpu_field("cpu family") + "/" + _cpu_field("model"),  # one name, several generations
         "int8_dot_product": library.has_vnni if not isinstance(library, str) else None,  # AVX-512 VNNI
+        "int8_kernel_path": library.int8_path if not isinstance(library, str) else None,  # avx512-vnni, avx2, portable
         "cpu_count": os.cpu_count(),
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -6,7 +6,7 @@ kernels give the dense result up to float rounding: torch CSR / BSR and SciPy CS
 (W_sparse @ x^T)^T, the product their libraries implement well, and `tiled_csr` is the toolkit's
 own. INT8 kernels (`quantized`) quantize the weight per output channel (symmetric) and the input
 per token (dynamic): `dense_int8` is PyTorch's dynamic quantized linear (FBGEMM / oneDNN),
-`sparse_int8` the toolkit's 1x4-block kernel (VNNI where the CPU has it). Which kernel is fastest
+`sparse_int8` the toolkit's 1x4-block kernel (AVX-512 VNNI or AVX2 where the CPU has them). Which kernel is fastest
 depends on the shape, the sparsity, the number of tokens and the CPU, so none is assumed:
 calibration measures them (see calibration.py).
 """
@@ -93,16 +93,30 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @dataclass(frozen=True)
 class Int8BlockWeight:
     """An INT8 weight as `sparse_int8` reads it: per row, the 1x4 blocks (4 consecutive input
-    features) that hold a non-zero, each as one int32 of its 4 bytes, with its block column."""
+    features) that hold a non-zero, each as one int32 of its 4 bytes, with its block column.
+
+    With a `pair_limit` (the AVX2 build's 128), a block whose weight pair (bytes 0-1 or 2-3) has
+    |w_a + w_b| above it is stored as two blocks of the same column, w >> 1 and w - (w >> 1) (each
+    weight at most 64 in magnitude): the AVX2 instructions sum x_a * w_a + x_b * w_b in int16 with
+    x in [0, 255], which stays within int16 exactly when |w_a + w_b| <= 128 (pairs of opposite signs
+    always do). The products, and so the int32 sums, are the same as the single block's."""
 
     indptr: torch.Tensor  # (out + 1,) int32
     columns: torch.Tensor  # (blocks,) int32: input feature // 4
     values: torch.Tensor  # (blocks,) int32: 4 int8 weights, the lowest byte first
     row_sums: torch.Tensor  # (out,) int32: sum of each row's int8 weights (for the input's zero point)
     scales: torch.Tensor  # (out,) float32
+    pair_limit: int = 0  # the largest |w_a + w_b| of a weight pair; 0: blocks are never split
 
     @classmethod
-    def of(cls, weight: torch.Tensor) -> "Int8BlockWeight":
+    def of(cls, weight: torch.Tensor, pair_limit: int | None = None) -> "Int8BlockWeight":
+        """`pair_limit` None: the one this machine's kernel library needs."""
+        if pair_limit is None:
+            library = load_native()
+            pair_limit = 0 if isinstance(library, str) else library.pair_limit
+        if pair_limit and pair_limit < 128:
+            raise ValueError(f"pair_limit {pair_limit}: a split block keeps weights up to 64 in magnitude, so pair "
+                             "sums up to 128; use 128 or more (or 0 for no limit)")
         w_q, scales = quantize_weight(weight.float())
         out_features, in_features = w_q.shape
         padded = torch.zeros(out_features, -(-in_features // 4) * 4, dtype=torch.int8)
@@ -110,11 +124,29 @@ class Int8BlockWeight:
         blocks = padded.view(out_features, -1, 4)
         kept = blocks.ne(0).any(dim=2)
         rows, columns = kept.nonzero(as_tuple=True)  # row-major: each row's blocks in column order
-        values = blocks[rows, columns].contiguous().view(torch.int32).reshape(-1)  # little-endian bytes
+        values = blocks[rows, columns]
+        if pair_limit:
+            rows, columns, values = _split_pairs_above(rows, columns, values, pair_limit)
         indptr = torch.zeros(out_features + 1, dtype=torch.int32)
-        indptr[1:] = torch.cumsum(kept.sum(dim=1), 0)
-        return cls(indptr, columns.to(torch.int32).contiguous(), values.contiguous(),
-                   w_q.sum(dim=1, dtype=torch.int32), scales.contiguous())
+        indptr[1:] = torch.cumsum(torch.bincount(rows, minlength=out_features), 0)
+        return cls(indptr, columns.to(torch.int32).contiguous(),
+                   values.contiguous().view(torch.int32).reshape(-1),  # little-endian bytes
+                   w_q.sum(dim=1, dtype=torch.int32), scales.contiguous(), pair_limit)
+
+
+def _split_pairs_above(rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, limit: int):
+    """Blocks (values: (n, 4) int8) with a pair |w_a + w_b| > limit become two consecutive blocks of
+    the same row and column: w >> 1, then w - (w >> 1)."""
+    pair_sums = values.to(torch.int16).view(-1, 2, 2).sum(dim=2)
+    split = pair_sums.abs().gt(limit).any(dim=1)
+    if not split.any():
+        return rows, columns, values
+    halves = values >> 1  # arithmetic shift: floor(w / 2), in [-64, 63]
+    index = torch.arange(len(values)).repeat_interleave(1 + split.long())
+    second = torch.ones(len(index), dtype=torch.bool)
+    second[torch.cumsum(1 + split.long(), 0) - (1 + split.long())] = False  # each block's first entry
+    first = torch.where(split[:, None], halves, values)
+    return rows[index], columns[index], torch.where(second[:, None], (values - halves)[index], first[index])
 
 
 def _sparse_int8_apply(weight: Int8BlockWeight, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

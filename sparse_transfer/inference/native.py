@@ -1,5 +1,5 @@
-"""The toolkit's C kernels (`tiled_csr`: FP32 CSR; `sparse_int8`: INT8 1x4-block CSR with VNNI
-where the CPU has it; `bf16_attention`: attention with bfloat16 dot products where the CPU has
+"""The toolkit's C kernels (`tiled_csr`: FP32 CSR; `sparse_int8`: INT8 1x4-block CSR with AVX-512
+VNNI or AVX2 where the CPU has them; `bf16_attention`: attention with bfloat16 dot products where the CPU has
 them): compiled on first use with the machine's C compiler, cached, called through
 ctypes. Each call splits its work across threads in C (OpenMP, torch's thread count); the GIL is
 released during the call.
@@ -109,6 +109,9 @@ class NativeKernels:
         self._attention.restype = ctypes.c_int
         self._attention.argtypes = [pointer] * 4 + [integer] * 5 + [pointer] * 4 + [ctypes.c_float, pointer, integer]
         self.has_vnni = bool(library.sparse_int8_has_vnni())
+        library.sparse_int8_path.restype = ctypes.c_char_p
+        self.int8_path = library.sparse_int8_path().decode()  # "avx512-vnni", "avx2" or "portable"
+        self.pair_limit = int(library.sparse_int8_pair_limit())  # what Int8BlockWeight.of must split for; 0: none
         self.has_bf16 = bool(library.bf16_attention_available())
         self.openmp = openmp
 
@@ -135,6 +138,10 @@ class NativeKernels:
         zero-point term). With `residual` (tokens, out; unit column stride) and `norm` (a LayerNorm
         over out features, with weight and bias): norm(y + residual). With `quantize_output`: y
         quantized per token as the next INT8 layer would (a QuantizedActivation)."""
+        if self.pair_limit and not 0 < weight.pair_limit <= self.pair_limit:
+            raise ValueError(f"sparse_int8: this build ({self.int8_path}) multiplies weight pairs exactly only up to "
+                             f"|w_a + w_b| = {self.pair_limit}; make the weight with "
+                             f"Int8BlockWeight.of(weight, pair_limit={self.pair_limit})")
         quantized_input = isinstance(x, QuantizedActivation)
         tokens, in_features = x.values.shape if quantized_input else x.shape
         out_features = weight.indptr.numel() - 1

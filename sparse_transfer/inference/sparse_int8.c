@@ -6,8 +6,14 @@
  * quantized while a tile of TILE tokens is packed as [feature / 4][token][4 bytes], so that one
  * block of a row meets the same 4 features of every token of the tile in one vector.
  *
- * With AVX-512 VNNI one vpdpbusd multiplies 16 tokens x 4 features (u8 x s8, exact int32 sums);
- * without it a portable loop computes the same int32 sums. Accumulators are exact: the output is
+ * With AVX-512 VNNI one vpdpbusd multiplies 16 tokens x 4 features (u8 x s8, exact int32 sums).
+ * With AVX2 one vpmaddubsw multiplies 8 tokens x 4 features into pairs of int16 sums and one
+ * vpmaddwd adds each pair into int32: exact as long as no pair sum saturates int16, so every pair of
+ * weights of a block has |w_a + w_b| <= PAIR_LIMIT (with x in [0, 255] and |w| <= 127, the sum
+ * x_a w_a + x_b w_b then stays within 255 x 128 < 2^15); the weights' format splits
+ * the blocks above it into two blocks of the same column whose weights add up to the original
+ * (kernels.Int8BlockWeight, told the limit by sparse_int8_pair_limit). Elsewhere a portable loop
+ * computes the same int32 sums. Accumulators are exact: the output is
  * x_scale[t] * w_scale[o] * (acc - x_zero[t] * row_sum[o]) + bias[o], and with `gelu` GELU of it
  * (the erf form BERT uses) while it is still in registers: the FFN's activation costs no pass of its own.
  * With a residual, the output block of BERT-style layers, LayerNorm(y + residual), is computed on each
@@ -22,14 +28,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
 #define SPARSE_INT8_VNNI 1
 #else
 #define SPARSE_INT8_VNNI 0
 #endif
+#define SPARSE_INT8_AVX2 (!SPARSE_INT8_VNNI && VECTOR_MATH_AVX2)
+#define PAIR_LIMIT 128 /* the AVX2 path's bound on |w_a + w_b| of a byte pair: 255 * 128 <= 32767 */
 
 #define TILE 64 /* tokens per tile: 4 AVX-512 vectors of 16 int32 accumulators */
 #define ROWS 256 /* output rows finished together, then written to y a token at a time (64 KiB) */
@@ -50,6 +55,13 @@ typedef struct {
 
 int sparse_int8_has_vnni(void) { return SPARSE_INT8_VNNI; }
 
+/* The largest |w_a + w_b| of a pair of weights (bytes 0-1, 2-3 of a block) this build multiplies
+ * exactly; 0: no limit. */
+int sparse_int8_pair_limit(void) { return SPARSE_INT8_AVX2 ? PAIR_LIMIT : 0; }
+
+/* Which instructions the product runs on: "avx512-vnni", "avx2" or "portable". */
+const char *sparse_int8_path(void) { return SPARSE_INT8_VNNI ? "avx512-vnni" : SPARSE_INT8_AVX2 ? "avx2" : "portable"; }
+
 /* Per-token UINT8 quantization of one row of `features` floats: the range always holds 0 (so that
  * 0 is exact), scale = range / 255, zero = round(-min / scale), x_q = clamp(round(x * (1 / scale)) +
  * zero, 0, 255), rounding half to even (the vector path converts under the same default rounding). */
@@ -65,6 +77,15 @@ static void quantize_row(const float *row, int64_t features, uint8_t *out, float
   }
   lo = _mm512_reduce_min_ps(vlo);
   hi = _mm512_reduce_max_ps(vhi);
+#elif VECTOR_MATH_AVX2
+  __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+  for (; k + 8 <= features; k += 8) {
+    __m256 v = _mm256_loadu_ps(row + k);
+    vlo = _mm256_min_ps(vlo, v);
+    vhi = _mm256_max_ps(vhi, v);
+  }
+  lo = min8(vlo);
+  hi = max8(vhi);
 #endif
   for (; k < features; k++) {
     lo = row[k] < lo ? row[k] : lo;
@@ -86,6 +107,17 @@ static void quantize_row(const float *row, int64_t features, uint8_t *out, float
     q = _mm512_min_epi32(_mm512_max_epi32(q, vmin), vmax);
     _mm_storeu_si128((__m128i *)(out + k), _mm512_cvtepi32_epi8(q));
   }
+#elif VECTOR_MATH_AVX2
+  __m256 vinverse = _mm256_set1_ps(inverse);
+  __m256i vzero = _mm256_set1_epi32(z), vmin = _mm256_setzero_si256(), vmax = _mm256_set1_epi32(255);
+  __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (; k + 8 <= features; k += 8) {
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + k), vinverse)), vzero);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, vmin), vmax);
+    /* packs work per 128-bit lane: bytes 0-3 of each lane hold q0-3 and q4-7; gather them */
+    __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(_mm256_packus_epi32(q, q), q), order);
+    _mm_storel_epi64((__m128i *)(out + k), _mm256_castsi256_si128(bytes));
+  }
 #endif
   for (; k < features; k++) {
     int32_t q = (int32_t)nearbyintf(row[k] * inverse) + z;
@@ -104,7 +136,7 @@ void sparse_int8_quantize_rows(const float *x, int64_t x_row_stride, int64_t tok
 /* Quantize (or, given x_q, copy) and pack tokens t0 .. t0 + count - 1 as [features / 4][TILE][4];
  * padded features hold each token's zero point (the value 0), padded tokens hold 0. `rows` has room
  * for 16 rows of blocks * 4 bytes: 16 tokens are quantized into it, then moved 16 blocks at a time
- * (a 16 x 16 transpose of 4-byte blocks where the CPU has AVX-512). */
+ * (a 16 x 16 transpose of 4-byte blocks where the CPU has AVX-512, two 8 x 8 ones with AVX2). */
 static void pack_tile(const float *x, int64_t x_row_stride, const sparse_int8_options *options, int64_t features,
                       int64_t blocks, int64_t t0, int64_t count, uint8_t *packed, uint8_t *rows, float *scales,
                       int32_t *zeros) {
@@ -135,6 +167,14 @@ static void pack_tile(const float *x, int64_t x_row_stride, const sparse_int8_op
       transpose16(v); /* v[e]: block b0 + e of the 16 tokens */
       for (int e = 0; e < 16; e++) _mm512_store_ps((float *)(packed + ((b0 + e) * TILE + g) * 4), v[e]);
     }
+#elif VECTOR_MATH_AVX2
+    for (; b0 + 8 <= blocks; b0 += 8)
+      for (int h = 0; h < 16; h += 8) {
+        __m256 v[8];
+        for (int r = 0; r < 8; r++) v[r] = _mm256_loadu_ps((const float *)(rows + (h + r) * row_bytes + 4 * b0));
+        transpose8(v); /* v[e]: block b0 + e of tokens g + h .. g + h + 7 */
+        for (int e = 0; e < 8; e++) _mm256_store_ps((float *)(packed + ((b0 + e) * TILE + g + h) * 4), v[e]);
+      }
 #endif
     for (; b0 < blocks; b0++)
       for (int r = 0; r < 16; r++) memcpy(packed + (b0 * TILE + g + r) * 4, rows + r * row_bytes + 4 * b0, 4);
@@ -180,6 +220,29 @@ static inline void row_of_tile(const int32_t *indptr, const int32_t *columns, co
   }
   if (use_gelu) /* apart from the loop above, so that a layer without GELU never computes it */
     for (int i = 0; i < TILE / 16; i++) _mm512_store_ps(out + 16 * i, gelu16(_mm512_load_ps(out + 16 * i)));
+#elif SPARSE_INT8_AVX2
+  /* Per block and 8 tokens: vpmaddubsw (pairs of u8 x s8 products, int16: exact under PAIR_LIMIT),
+   * then vpmaddwd by ones (each pair into int32). */
+  __m256i acc[TILE / 8];
+  for (int i = 0; i < TILE / 8; i++) acc[i] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int32_t k = indptr[o]; k < indptr[o + 1]; k++) {
+    const __m256i *xs = (const __m256i *)(packed + (int64_t)columns[k] * TILE * 4);
+    __m256i w = _mm256_set1_epi32(values[k]);
+    for (int i = 0; i < TILE / 8; i++)
+      acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_load_si256(xs + i), w), ones));
+  }
+  __m256i vrow_sum = _mm256_set1_epi32(row_sum);
+  __m256 vw_scale = _mm256_set1_ps(w_scale), vb = _mm256_set1_ps(b);
+  for (int i = 0; i < TILE / 8; i++) {
+    if (sums) _mm256_storeu_si256((__m256i *)(sums + 8 * i), acc[i]);
+    __m256i exact = _mm256_sub_epi32(acc[i], _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(zeros + 8 * i)),
+                                                                vrow_sum));
+    __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(scales + 8 * i), vw_scale);
+    _mm256_store_ps(out + 8 * i, _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(exact), vb));
+  }
+  if (use_gelu)
+    for (int i = 0; i < TILE / 8; i++) _mm256_store_ps(out + 8 * i, gelu8(_mm256_load_ps(out + 8 * i)));
 #else
   int32_t acc[TILE];
   for (int t = 0; t < TILE; t++) acc[t] = 0;
@@ -201,7 +264,7 @@ static inline void row_of_tile(const int32_t *indptr, const int32_t *columns, co
 }
 
 /* out[r][t] (rows x TILE) -> y[t0 + t][r0 + r]: a token's outputs of these rows are consecutive in y,
- * so they are written as whole stretches (16 x 16 transposes where the CPU has AVX-512), a few
+ * so they are written as whole stretches (16 x 16 transposes with AVX-512, 8 x 8 with AVX2), a few
  * token rows at a time (few pages touched at once). */
 static void write_rows(float (*out)[TILE], int64_t rows, int64_t count, float *y, int64_t t0, int64_t r0,
                        int64_t out_features) {
@@ -216,6 +279,18 @@ static void write_rows(float (*out)[TILE], int64_t rows, int64_t count, float *y
       for (int e = 0; e < 16; e++) _mm512_storeu_ps(y + (t0 + t + e) * out_features + r0 + r, v[e]);
     }
     for (int64_t e = 0; e < 16; e++)
+      for (int64_t rr = r; rr < rows; rr++) y[(t0 + t + e) * out_features + r0 + rr] = out[rr][t + e];
+  }
+#elif VECTOR_MATH_AVX2
+  for (; t + 8 <= count; t += 8) {
+    int64_t r = 0;
+    for (; r + 8 <= rows; r += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; i++) v[i] = _mm256_load_ps(&out[r + i][t]);
+      transpose8(v);
+      for (int e = 0; e < 8; e++) _mm256_storeu_ps(y + (t0 + t + e) * out_features + r0 + r, v[e]);
+    }
+    for (int64_t e = 0; e < 8; e++)
       for (int64_t rr = r; rr < rows; rr++) y[(t0 + t + e) * out_features + r0 + rr] = out[rr][t + e];
   }
 #endif
@@ -242,6 +317,14 @@ static void add_layer_norm(float *y, const float *residual, int64_t residual_str
       vsum = _mm512_add_ps(vsum, v);
     }
     sum = _mm512_reduce_add_ps(vsum);
+#elif VECTOR_MATH_AVX2
+    __m256 vsum = _mm256_setzero_ps();
+    for (; k + 8 <= features; k += 8) {
+      __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(res + k));
+      _mm256_storeu_ps(row + k, v);
+      vsum = _mm256_add_ps(vsum, v);
+    }
+    sum = sum8(vsum);
 #endif
     for (; k < features; k++) {
       row[k] += res[k];
@@ -256,6 +339,13 @@ static void add_layer_norm(float *y, const float *residual, int64_t residual_str
       vsquares = _mm512_fmadd_ps(d, d, vsquares);
     }
     squares = _mm512_reduce_add_ps(vsquares);
+#elif VECTOR_MATH_AVX2
+    __m256 vmean = _mm256_set1_ps(mean), vsquares = _mm256_setzero_ps();
+    for (; k + 8 <= features; k += 8) {
+      __m256 d = _mm256_sub_ps(_mm256_loadu_ps(row + k), vmean);
+      vsquares = _mm256_fmadd_ps(d, d, vsquares);
+    }
+    squares = sum8(vsquares);
 #endif
     for (; k < features; k++) squares += (row[k] - mean) * (row[k] - mean);
     float inverse = 1.0f / sqrtf(squares / (float)features + eps);
@@ -265,6 +355,12 @@ static void add_layer_norm(float *y, const float *residual, int64_t residual_str
     for (; k + 16 <= features; k += 16) {
       __m512 normal = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + k), vmean), vinverse);
       _mm512_storeu_ps(row + k, _mm512_fmadd_ps(normal, _mm512_loadu_ps(weight + k), _mm512_loadu_ps(bias + k)));
+    }
+#elif VECTOR_MATH_AVX2
+    __m256 vinverse = _mm256_set1_ps(inverse);
+    for (; k + 8 <= features; k += 8) {
+      __m256 normal = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + k), vmean), vinverse);
+      _mm256_storeu_ps(row + k, _mm256_fmadd_ps(normal, _mm256_loadu_ps(weight + k), _mm256_loadu_ps(bias + k)));
     }
 #endif
     for (; k < features; k++) row[k] = (row[k] - mean) * inverse * weight[k] + bias[k];

@@ -1,10 +1,11 @@
 """INT8 kernels: the toolkit's sparse INT8 kernel gives exactly the integer reference's int32 sums
-(VNNI or the portable path), the same results on 1 and 2 threads, and dequantized outputs within
+(AVX-512 VNNI, AVX2 or the portable path), the same results on 1 and 2 threads, and dequantized outputs within
 the quantization error of FP32; an INT8 export records how far its outputs move and loads into
 `transformers.pipeline` with the FP32 model's labels."""
 
 import json
 import platform
+import warnings
 
 import pytest
 import torch
@@ -27,21 +28,25 @@ def _weight(out_features=40, in_features=70, sparsity=0.9, seed=0):
     return weight * (torch.rand(out_features, in_features, generator=generator) >= sparsity)
 
 
-def test_block_weight_keeps_exactly_the_blocks_with_a_non_zero_and_their_int8_values():
+@pytest.mark.parametrize("pair_limit", [0, 128])  # VNNI / portable builds; the AVX2 build
+def test_block_weight_keeps_exactly_the_blocks_with_a_non_zero_and_their_int8_values(pair_limit):
     weight = _weight(in_features=70)  # 70 = 17 blocks of 4 + 2 padded features
     w_q, scales = quantize_weight(weight)
     assert not w_q[weight == 0].any()  # pruned weights stay exactly zero
     assert torch.allclose(w_q.float() * scales[:, None], weight, atol=scales.max().item() / 2)
-    packed = Int8BlockWeight.of(weight)
-    rebuilt = torch.zeros(40, 72, dtype=torch.int8)
+    packed = Int8BlockWeight.of(weight, pair_limit=pair_limit)
+    rebuilt = torch.zeros(40, 72, dtype=torch.int16)
     for row in range(40):
         for entry in range(packed.indptr[row], packed.indptr[row + 1]):
             column = packed.columns[entry].item()
-            rebuilt[row, 4 * column:4 * column + 4] = packed.values[entry:entry + 1].view(torch.int8)
-    assert torch.equal(rebuilt[:, :70], w_q) and not rebuilt[:, 70:].any()
-    blocks_with_non_zero = (torch.nn.functional.pad(w_q, (0, 2)).view(40, 18, 4) != 0).any(2).sum().item()
-    assert packed.columns.numel() == blocks_with_non_zero
-    assert torch.equal(packed.row_sums, w_q.sum(1, dtype=torch.int32))
+            rebuilt[row, 4 * column:4 * column + 4] += packed.values[entry:entry + 1].view(torch.int8)
+    assert torch.equal(rebuilt[:, :70], w_q.to(torch.int16)) and not rebuilt[:, 70:].any()
+    blocks = torch.nn.functional.pad(w_q, (0, 2)).view(40, 18, 4)
+    over_limit = blocks.to(torch.int16).view(40, 18, 2, 2).sum(3).abs().gt(pair_limit).any(2) if pair_limit else 0
+    assert packed.columns.numel() == (blocks != 0).any(2).sum().item() + int(torch.as_tensor(over_limit).sum())
+    stored = packed.values.view(torch.int8).view(-1, 2, 2).to(torch.int16).sum(2).abs()
+    assert pair_limit == 0 or (int(stored.max()) <= pair_limit and int(torch.as_tensor(over_limit).sum()) > 0)
+    assert torch.equal(packed.row_sums, w_q.sum(1, dtype=torch.int32)) and packed.pair_limit == pair_limit
 
 
 @needs_native
@@ -161,6 +166,32 @@ def test_an_int8_export_records_its_check_and_loads_with_its_plan(sparse_dir, tm
     assert len(encoder) == 12 and all(set(layer["kernels"].values()) == {"sparse_int8"} for layer in encoder)
     exported = load_for_inference(str(out))
     assert exported.bert.encoder.layer[0].output.dense.kernel_for(16) == "sparse_int8"
+    assert plan["calibration"]["int8_kernel_path"] == NATIVE.int8_path
+
+
+@needs_native
+@pytest.mark.parametrize("planned", [{"int8_kernel_path": "other-path"}, {"int8_dot_product": True}])  # + older plans
+def test_a_plan_timed_on_another_int8_path_warns_and_gives_the_same_logits(int8_export, planned):
+    source, out = int8_export
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = load_for_inference(str(out))(input_ids=ids).logits
+    plan = json.loads((out / PLAN_FILE).read_text())
+    plan["calibration"].pop("int8_kernel_path")
+    plan["calibration"].update(planned)
+    (out / PLAN_FILE).write_text(json.dumps(plan))
+    if planned.get("int8_dot_product") and NATIVE.has_vnni:  # an older VNNI plan on a VNNI CPU: the same path
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = load_for_inference(str(out))
+        assert not [warning for warning in caught if "calibrated where" in str(warning.message)]
+    else:
+        where = planned.get("int8_kernel_path", "avx512-vnni")
+        with pytest.warns(UserWarning, match=f"calibrated where sparse_int8 ran on {where}; here it runs on "
+                                             f"{NATIVE.int8_path} .*export again here"):
+            loaded = load_for_inference(str(out))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, expected)
 
 
 @needs_native
@@ -250,31 +281,65 @@ def test_a_sentence_transformers_model_runs_on_the_int8_export(tmp_path):
     assert torch.nn.functional.cosine_similarity(actual, expected).min() > 0.99
 
 
-@needs_native
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="the flags that switch VNNI / AVX-512 off are x86's")
-@pytest.mark.parametrize("disabled", [["-mno-avx512vnni"], ["-mno-avx512f"]])  # no VNNI; no AVX-512 at all
-def test_the_portable_paths_give_the_same_integers(tmp_path, disabled):
+def _build_library(directory, flags):
+    """The kernels compiled with `flags` added (instruction sets switched off), loaded."""
     import shutil
     import subprocess
 
     from sparse_transfer.inference.native import FLAGS, OPENMP, SOURCES, NativeKernels
 
     compiler = shutil.which("gcc") or shutil.which("cc")
-    library = tmp_path / "portable.so"
-    subprocess.run([compiler, *FLAGS, *OPENMP, *disabled, *map(str, SOURCES), "-o", str(library)], check=True)
-    portable = NativeKernels(library, openmp=True)
-    assert not portable.has_vnni
+    library = directory / "kernels.so"
+    subprocess.run([compiler, *FLAGS, *OPENMP, *flags, *map(str, SOURCES), "-o", str(library)], check=True)
+    return NativeKernels(library, openmp=True)
+
+
+ON_X86 = pytest.mark.skipif(platform.machine() != "x86_64", reason="the flags that switch VNNI / AVX-512 off are x86's")
+HAS_AVX2 = platform.machine() == "x86_64" and " avx2 " in open("/proc/cpuinfo").read()
+
+
+@needs_native
+@ON_X86
+@pytest.mark.parametrize("disabled", [["-mno-avx512vnni"], ["-mno-avx512f"], ["-mno-avx2"]])  # AVX2 on AVX2 CPUs;
+def test_the_other_paths_give_the_same_integers(tmp_path, disabled):  # -mno-avx2: the portable loop
+    other = _build_library(tmp_path, disabled)
+    assert other.int8_path == ("portable" if disabled == ["-mno-avx2"] else "avx2" if HAS_AVX2 else "portable")
     weight, bias, x = _weight(in_features=70), torch.randn(40), torch.randn(130, 70) * 2
-    packed = Int8BlockWeight.of(weight)
+    packed = Int8BlockWeight.of(weight, pair_limit=max(other.pair_limit, NATIVE.pair_limit))  # valid for both
     for threads in (1, 2):
         with torch_threads(threads):
             sums, reference_sums = (torch.empty(130, 40, dtype=torch.int32) for _ in range(2))
-            y, reference = portable.sparse_int8(packed, bias, x, sums), NATIVE.sparse_int8(packed, bias, x, reference_sums)
+            y, reference = other.sparse_int8(packed, bias, x, sums), NATIVE.sparse_int8(packed, bias, x, reference_sums)
         assert torch.equal(sums, reference_sums)
         torch.testing.assert_close(y, reference, rtol=1e-6, atol=1e-5)  # fused vs separate multiply-add
-        gelu = portable.sparse_int8(packed, bias, x, gelu=True)  # libm's erff here, the vector erf there
+        gelu = other.sparse_int8(packed, bias, x, gelu=True)  # libm's erff or a vector erf
         torch.testing.assert_close(gelu, nn.functional.gelu(y), rtol=0, atol=1e-6 * float(y.abs().max()))
-    assert all(torch.equal(a, b) for a, b in zip(portable.quantize_rows(x), NATIVE.quantize_rows(x)))
+    assert all(torch.equal(a, b) for a, b in zip(other.quantize_rows(x), NATIVE.quantize_rows(x)))
+
+
+@needs_native
+@ON_X86
+@pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2")
+def test_the_avx2_path_is_exact_where_int16_pair_sums_would_saturate(tmp_path):
+    avx2 = _build_library(tmp_path, ["-mno-avx512f"])
+    assert avx2.int8_path == "avx2" and avx2.pair_limit == 128
+    weight = torch.full((10, 64), 1.0)
+    weight[1:8:2] *= -1  # rows of +127 and of -127: a pair can sum to 255 * 254 without the split
+    weight[:8, 1::8] = 0.5  # and pairs of 127 and 64: up to 48,705, still above int16
+    weight[8:, 1::2] = -1.0  # rows of +127, -127 pairs: at most 255 * 127 in magnitude, never split
+    x = torch.zeros(24, 64)
+    x[:, 0::2] = 1.0  # quantized to 255
+    x[:, 1::2] = -torch.rand(24, 32)  # and values below the zero point
+    x[:4, 1::2] = 1.0  # tokens with every feature at 255
+    packed = Int8BlockWeight.of(weight, pair_limit=128)
+    assert packed.columns.numel() == 2 * 8 * 16 + 2 * 16  # the same-sign rows' blocks split in two, the others not
+    w_q, _ = quantize_weight(weight)
+    x_q, _, _ = avx2.quantize_rows(x)
+    sums = torch.empty(24, 10, dtype=torch.int32)
+    avx2.sparse_int8(packed, None, x, sums)
+    assert torch.equal(sums, x_q.int() @ w_q.int().T) and int(x_q.max()) == 255
+    with pytest.raises(ValueError, match=r"pair_limit=128"):  # a weight made for VNNI: refused, not saturated
+        avx2.sparse_int8(Int8BlockWeight.of(weight, pair_limit=0), None, x)
 
 
 @needs_native
