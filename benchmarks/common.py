@@ -283,6 +283,15 @@ def model_path(name: str) -> str:
 INFERENCE_WORK = Path("/tmp/inference_peers")  # their models, ONNX files and exports (--work_dir)
 
 
+def kernel_path() -> str:
+    """Which instructions this machine's INT8 kernel runs on ("avx512-vnni", "avx2", "portable"): the
+    inference records of each are kept apart (results/inference/<kind>/<kernel path>/)."""
+    from sparse_transfer.inference.native import load_native
+
+    library = load_native()
+    return "no-native-kernels" if isinstance(library, str) else library.int8_path
+
+
 def export_dir(work: Path, engine: str, model: str, threads: int) -> Path:
     """Where inference_peers.py exports `model` (a directory name under `work`) as `engine` for `threads`."""
     return work / f"export-{engine}-{model}-threads{threads}"
