@@ -6,9 +6,9 @@ kernels give the dense result up to float rounding: torch CSR / BSR and SciPy CS
 (W_sparse @ x^T)^T, the product their libraries implement well, and `tiled_csr` is the toolkit's
 own. INT8 kernels (`quantized`) quantize the weight per output channel (symmetric) and the input
 per token (dynamic): `dense_int8` is PyTorch's dynamic quantized linear (FBGEMM / oneDNN),
-`sparse_int8` the toolkit's 1x4-block kernel (AVX-512 VNNI or AVX2 where the CPU has them). Which kernel is fastest
-depends on the shape, the sparsity, the number of tokens and the CPU, so none is assumed:
-calibration measures them (see calibration.py).
+`sparse_int8` the toolkit's 1x4-block kernel (AVX-512 VNNI or AVX2 where the CPU has them). Which
+kernel is fastest depends on the shape, the sparsity, the number of tokens and the CPU, so none is
+assumed: calibration measures them (see calibration.py).
 """
 
 from __future__ import annotations
@@ -142,9 +142,9 @@ def _split_pairs_above(rows: torch.Tensor, columns: torch.Tensor, values: torch.
     if not split.any():
         return rows, columns, values
     halves = values >> 1  # arithmetic shift: floor(w / 2), in [-64, 63]
-    index = torch.arange(len(values)).repeat_interleave(1 + split.long())
-    second = torch.ones(len(index), dtype=torch.bool)
-    second[torch.cumsum(1 + split.long(), 0) - (1 + split.long())] = False  # each block's first entry
+    index = torch.arange(len(values)).repeat_interleave(1 + split.long())  # a split block's index twice
+    second = torch.zeros(len(index), dtype=torch.bool)
+    second[1:] = index[1:] == index[:-1]
     first = torch.where(split[:, None], halves, values)
     return rows[index], columns[index], torch.where(second[:, None], (values - halves)[index], first[index])
 
