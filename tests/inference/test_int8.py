@@ -49,6 +49,11 @@ def test_block_weight_keeps_exactly_the_blocks_with_a_non_zero_and_their_int8_va
     assert torch.equal(packed.row_sums, w_q.sum(1, dtype=torch.int32)) and packed.pair_limit == pair_limit
 
 
+def test_a_pair_limit_below_what_a_split_block_reaches_is_refused():
+    with pytest.raises(ValueError, match=r"^pair_limit 100: a split block keeps weights up to 64 .* use 128 or more"):
+        Int8BlockWeight.of(_weight(), pair_limit=100)
+
+
 @needs_native
 def test_activation_quantization_matches_its_reference_exactly():
     x = torch.randn(9, 70) * 3
