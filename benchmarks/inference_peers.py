@@ -232,9 +232,9 @@ def report() -> str:
                   + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), ""]
         header = ["engine", *(f"batch {b} ms" for b in record["batches"]), *(f"batch {b} speed-up" for b in record["batches"])]
         rows = []
+        entries = list(record["batches"].values())
         for name, label in record["engines"].items():
             label = label.replace("<Type: '", "").replace("'>", "")  # an OpenVINO type printed as its repr
-            entries = [record["batches"][b] for b in record["batches"]]
             rows.append([label, *(f"{e['ms'][name]:.1f}" if name in e["ms"] else "not timed" for e in entries),
                          *(f"{e['speedup_over_torch_fp32'][name]:.2f}x" if name in e["ms"] else "-" for e in entries)])
         lines.append("| " + " | ".join(header) + " |")

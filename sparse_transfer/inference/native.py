@@ -108,9 +108,9 @@ class NativeKernels:
         self._attention = library.bf16_attention
         self._attention.restype = ctypes.c_int
         self._attention.argtypes = [pointer] * 4 + [integer] * 5 + [pointer] * 4 + [ctypes.c_float, pointer, integer]
-        self.has_vnni = bool(library.sparse_int8_has_vnni())
         library.sparse_int8_path.restype = ctypes.c_char_p
         self.int8_path = library.sparse_int8_path().decode()  # "avx512-vnni", "avx2" or "portable"
+        self.has_vnni = self.int8_path == "avx512-vnni"
         self.pair_limit = int(library.sparse_int8_pair_limit())  # what Int8BlockWeight.of must split for; 0: none
         self.has_bf16 = bool(library.bf16_attention_available())
         self.openmp = openmp

@@ -53,8 +53,6 @@ typedef struct {
   int32_t *y_zeros;
 } sparse_int8_options;
 
-int sparse_int8_has_vnni(void) { return SPARSE_INT8_VNNI; }
-
 /* The largest |w_a + w_b| of a pair of weights (bytes 0-1, 2-3 of a block) this build multiplies
  * exactly; 0: no limit. */
 int sparse_int8_pair_limit(void) { return SPARSE_INT8_AVX2 ? PAIR_LIMIT : 0; }

@@ -10,22 +10,29 @@
 #else
 #define VECTOR_MATH_AVX2 0
 #endif
+
+/* Cephes expf: exp(n ln2 + r) = 2^n (1 + r + r^2 P(r)), ln 2 in two parts; P's coefficients highest first. */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HIGH 0.693359375f
+#define EXP_LN2_LOW -2.12194440e-4f
+static const float EXP_POLY[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                  4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+/* Abramowitz & Stegun 7.1.26: erf(a) = 1 - t P(t) exp(-a^2), t = 1 / (1 + ERF_T a); P highest first. */
+#define ERF_T 0.3275911f
+static const float ERF_POLY[5] = {1.061405429f, -1.453152027f, 1.421413741f, -0.284496736f, 0.254829592f};
+
 #ifdef __AVX512F__
 
 /* exp(v) for v <= 0 (Cephes expf: v = n ln2 + r, a degree-6 polynomial in r, times 2^n); relative
  * error ~1e-7; below -87 the result is 0. */
 static inline __m512 exp_nonpositive16(__m512 v) {
   v = _mm512_max_ps(v, _mm512_set1_ps(-87.0f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(EXP_LOG2E)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), v);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_HIGH), v);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2_LOW), r);
+  __m512 p = _mm512_set1_ps(EXP_POLY[0]);
+  for (int i = 1; i < 6; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_POLY[i]));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
 }
@@ -35,14 +42,11 @@ static inline __m512 exp_nonpositive16(__m512 v) {
 static inline __m512 gelu16(__m512 x) {
   __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
   __m512 a = _mm512_abs_ps(z);
-  __m512 d = _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f));
+  __m512 d = _mm512_fmadd_ps(a, _mm512_set1_ps(ERF_T), _mm512_set1_ps(1.0f));
   __m512 t = _mm512_rcp14_ps(d); /* 1 / d to 2^-14, then one Newton step (a division costs more) */
   t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  __m512 p = _mm512_set1_ps(ERF_POLY[0]);
+  for (int i = 1; i < 5; i++) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERF_POLY[i]));
   p = _mm512_mul_ps(p, t);
   __m512 erf_abs = _mm512_fnmadd_ps(p, exp_nonpositive16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)),
                                     _mm512_set1_ps(1.0f));
@@ -82,16 +86,12 @@ static inline void transpose16(__m512 r[16]) {
  * v is clamped at -87, so n >= -126 and 2^n stays a normal float. */
 static inline __m256 exp_nonpositive8(__m256 v) {
   v = _mm256_max_ps(v, _mm256_set1_ps(-87.0f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)),
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(EXP_LOG2E)),
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_HIGH), v);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2_LOW), r);
+  __m256 p = _mm256_set1_ps(EXP_POLY[0]);
+  for (int i = 1; i < 6; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_POLY[i]));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
@@ -102,14 +102,11 @@ static inline __m256 gelu8(__m256 x) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
   __m256 a = _mm256_andnot_ps(sign, z);
-  __m256 d = _mm256_fmadd_ps(a, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f));
+  __m256 d = _mm256_fmadd_ps(a, _mm256_set1_ps(ERF_T), _mm256_set1_ps(1.0f));
   __m256 t = _mm256_rcp_ps(d);
   t = _mm256_mul_ps(t, _mm256_fnmadd_ps(d, t, _mm256_set1_ps(2.0f)));
-  __m256 p = _mm256_set1_ps(1.061405429f);
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+  __m256 p = _mm256_set1_ps(ERF_POLY[0]);
+  for (int i = 1; i < 5; i++) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(ERF_POLY[i]));
   p = _mm256_mul_ps(p, t);
   __m256 erf_abs = _mm256_fnmadd_ps(p, exp_nonpositive8(_mm256_fnmadd_ps(a, a, _mm256_setzero_ps())),
                                     _mm256_set1_ps(1.0f));

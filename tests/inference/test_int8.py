@@ -6,6 +6,7 @@ the quantization error of FP32; an INT8 export records how far its outputs move 
 import json
 import platform
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -300,7 +301,8 @@ def _build_library(directory, flags):
 
 
 ON_X86 = pytest.mark.skipif(platform.machine() != "x86_64", reason="the flags that switch VNNI / AVX-512 off are x86's")
-HAS_AVX2 = platform.machine() == "x86_64" and " avx2 " in open("/proc/cpuinfo").read()
+# what the AVX2 path needs (vector_math.h: AVX2 and FMA), as whole words of the CPU's flags
+HAS_AVX2 = platform.machine() == "x86_64" and {"avx2", "fma"} <= set(Path("/proc/cpuinfo").read_text().split())
 
 
 @needs_native
