@@ -14,11 +14,13 @@ import hashlib
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
+from sparse_transfer.utils.io import write_text_atomic
 from sparse_transfer.utils.typed_config import RECIPE_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +108,22 @@ def glue_run(task: str, model: str, recipe: str, lr: float, seed: int, out: Path
         "model_sha256": weights_fingerprint(model),
         "commit": commit,
     }
+
+
+SST2_SAMPLE, SST2_SEED = 16000, 0
+
+
+def sst2_files() -> tuple[str, str]:
+    """A fixed sample of SST-2 train (seeded) and the full dev set, as TSVs with the hub's columns: what
+    glue_comparison.py's SST-2 runs (and int8_accuracy.py's fine-tuning of the same model) train on."""
+    directory = WORK / "sst2_16k"
+    train = directory / "train.tsv"
+    if not train.exists():
+        lines = (GLUE_DIR / "SST-2" / "train.tsv").read_text().splitlines()
+        sample = random.Random(SST2_SEED).sample(lines[1:], SST2_SAMPLE)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(train, "\n".join([lines[0], *sample]) + "\n")
+    return str(train), str(GLUE_DIR / "SST-2" / "dev.tsv")
 
 
 # --- glue_comparison.py's records

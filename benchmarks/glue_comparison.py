@@ -48,7 +48,6 @@ import argparse
 import itertools
 import json
 import os
-import random
 import statistics
 import time
 from collections import Counter
@@ -56,7 +55,6 @@ from pathlib import Path
 
 from common import COMPARISON_RECORDS as RECORDS
 from common import (
-    GLUE_DIR,
     ROOT,
     UPSTREAM,
     UPSTREAM_MODEL,
@@ -64,6 +62,7 @@ from common import (
     glue_run,
     model_path,
     run_name,
+    sst2_files,
     weights_fingerprint,
 )
 from common import GLUE_RECORDS as ONE_SHOT_RECORDS
@@ -80,7 +79,6 @@ GRID = {"cola": list(itertools.product([1e-4, 2e-4, 3e-4], [0.05, 0.1])),
         "stsb": list(itertools.product([1e-4, 2e-4, 3e-4], [0.05, 0.1])),
         "sst2": [(1e-4, 0.1), (2e-4, 0.1)]}
 DENSE_GRID = [(2e-5, 0.1), (5e-5, 0.1), (1e-4, 0.1)]
-SST2_SAMPLE, SST2_SEED = 16000, 0
 TOP_K = 2
 # plus1200's first build did not record its hash; rebuilt on the same kind of CPU it ended at the first
 # build's recorded loss terms to every digit (RESULTS_upstream.md), so its runs are read as that build's
@@ -94,18 +92,6 @@ def build_of(record: dict) -> str:
 
 def load_records() -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(RECORDS.glob("*.json"))]
-
-
-def sst2_files() -> tuple[str, str]:
-    """A fixed sample of SST-2 train (seeded) and the full dev set, as TSVs with the hub's columns."""
-    directory = WORK / "sst2_16k"
-    train = directory / "train.tsv"
-    if not train.exists():
-        lines = (GLUE_DIR / "SST-2" / "train.tsv").read_text().splitlines()
-        sample = random.Random(SST2_SEED).sample(lines[1:], SST2_SAMPLE)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(train, "\n".join([lines[0], *sample]) + "\n")
-    return str(train), str(GLUE_DIR / "SST-2" / "dev.tsv")
 
 
 def claim_path(name: str) -> Path:
