@@ -118,3 +118,16 @@ def tiny_encoder(family: str, head: bool = True, seed: int = 0):
 
     torch.manual_seed(seed)
     return (AutoModelForSequenceClassification if head else AutoModel).from_config(tiny_encoder_config(family))
+
+
+def build_native_library(directory, flags):
+    """The toolkit's C kernels compiled with `flags` added (instruction sets switched off), loaded."""
+    import shutil
+    import subprocess
+
+    from sparse_transfer.inference.native import FLAGS, OPENMP, SOURCES, NativeKernels
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    library = Path(directory) / "kernels.so"
+    subprocess.run([compiler, *FLAGS, *OPENMP, *flags, *map(str, SOURCES), "-o", str(library)], check=True)
+    return NativeKernels(library, openmp=True)

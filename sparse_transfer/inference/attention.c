@@ -11,6 +11,10 @@
  * Rounding: Q, K, V and the probabilities to bf16 (8 significant bits, to nearest even); every
  * sum in fp32. Masked keys (mask 0) get probability exactly 0; a query whose every key is masked
  * gets a zero output. Output: (batch, queries, heads, D) contiguous, as attention layers return it.
+ * With AMX (Linux grants its tile state on request), one tdpbf16ps multiplies 16 query rows by 32
+ * head features of 16 keys (scores), or 16 rows of probabilities by 32 keys of 16 head features
+ * (output), from the same packed layouts; otherwise ROWS query rows at a time go through vdpbf16ps.
+ * Both round the same inputs to bf16 and sum in fp32 (in another order).
  * Threads: OpenMP splits the (sequence, head) pairs.
  */
 #include <math.h>
@@ -26,7 +30,32 @@
 #define BF16_ATTENTION 0
 #endif
 
+#if BF16_ATTENTION && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define AMX_ATTENTION 1
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#else
+#define AMX_ATTENTION 0
+#endif
+#define AMX_ROWS 16 /* query rows per AMX tile */
+
 int bf16_attention_available(void) { return BF16_ATTENTION; }
+
+/* Whether AMX runs the products: built with it and granted by the kernel (asked once per process). */
+static int amx_ready(void) {
+#if AMX_ATTENTION
+  static int granted = -1; /* a race only asks twice: the answer is the same */
+  if (granted < 0) granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+  return granted;
+#else
+  return 0;
+#endif
+}
+
+/* Which instructions the products run on: "amx-bf16", "avx512-bf16" or "none". */
+const char *bf16_attention_path(void) { return amx_ready() ? "amx-bf16" : BF16_ATTENTION ? "avx512-bf16" : "none"; }
 
 #if BF16_ATTENTION
 #define ROWS 4 /* query rows per register tile */
@@ -144,7 +173,7 @@ static float softmax_row(float *scores, const uint8_t *mask, int64_t keys, int64
 
 typedef struct {
   int32_t *kp, *vp, *qp, *pp;
-  float *scores;
+  float *scores, *out; /* out: AMX_ROWS x 64 fp32, the AMX output tiles before the division by the sums */
 } scratch;
 
 /* One (sequence, head): q, k, v and mask rows at their strides; out rows of `out_stride` floats. */
@@ -176,6 +205,103 @@ static void attend(const float *q, const float *k, const float *v, const uint8_t
     if (d0 < dim) value_tile(s.pp, key_pairs, s.vp, dim, d0, 2, inverse, out + i0 * out_stride, out_stride, rows);
   }
 }
+
+#if AMX_ATTENTION
+/* Tiles 0-3: fp32 accumulators (16 x 16); 4: the A operand (16 rows of 16 bf16 pairs); 5, 6: B operands
+ * (16 pair rows of 16 columns). Every tile is 16 rows of 64 bytes. */
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t bytes_per_row[16];
+  uint8_t rows[16];
+} tile_config;
+
+static void configure_tiles(void) {
+  tile_config config __attribute__((aligned(64))) = {.palette = 1};
+  for (int t = 0; t < 7; t++) {
+    config.bytes_per_row[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+/* Tiles 0-3 (or 0-1 with `two`) += A (tile 4, loaded from a, a_stride bytes) x the 64 (32) columns of B
+ * from b, 16 columns apart, b_stride bytes between pair rows; over `steps` steps of 16 pairs. */
+#define AMX_PRODUCT(a, a_step, a_stride, b, b_step, b_stride, steps, two)        \
+  do {                                                                           \
+    for (int64_t step = 0; step < (steps); step++) {                             \
+      _tile_loadd(4, (a) + step * (a_step), (a_stride));                         \
+      const int32_t *b_ = (b) + step * (b_step);                                 \
+      _tile_loadd(5, b_, (b_stride));                                            \
+      _tile_dpbf16ps(0, 4, 5);                                                   \
+      _tile_loadd(6, b_ + 16, (b_stride));                                       \
+      _tile_dpbf16ps(1, 4, 6);                                                   \
+      if (!(two)) {                                                              \
+        _tile_loadd(5, b_ + 32, (b_stride));                                     \
+        _tile_dpbf16ps(2, 4, 5);                                                 \
+        _tile_loadd(6, b_ + 48, (b_stride));                                     \
+        _tile_dpbf16ps(3, 4, 6);                                                 \
+      }                                                                          \
+    }                                                                            \
+  } while (0)
+
+static void zero_tiles(int two) {
+  _tile_zero(0);
+  _tile_zero(1);
+  if (!two) {
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+}
+
+static void store_tiles(float *to, int64_t stride_bytes, int two) {
+  _tile_stored(0, to, stride_bytes);
+  _tile_stored(1, to + 16, stride_bytes);
+  if (!two) {
+    _tile_stored(2, to + 32, stride_bytes);
+    _tile_stored(3, to + 48, stride_bytes);
+  }
+}
+
+/* attend() with AMX_ROWS query rows at a time through the tiles (configured by the caller). */
+static void attend_amx(const float *q, const float *k, const float *v, const uint8_t *mask, int64_t queries,
+                       int64_t keys, int64_t dim, int64_t q_stride, int64_t k_stride, int64_t v_stride,
+                       int64_t mask_stride, float scale, float *out, int64_t out_stride, scratch s) {
+  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + AMX_ROWS - 1) / AMX_ROWS * AMX_ROWS;
+  int64_t pairs = dim / 2, key_pairs = keys_padded / 2;
+  pack_keys(k, k_stride, keys, keys_padded, dim, s.kp);
+  pack_values(v, v_stride, keys, keys_padded, dim, s.vp);
+  __m512 scale16 = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < queries_padded; i++)
+    for (int64_t p0 = 0; p0 < pairs; p0 += 16)
+      _mm512_storeu_si512(s.qp + i * pairs + p0,
+                          i < queries ? bf16_pairs(q + i * q_stride + 2 * p0, scale16) : _mm512_setzero_si512());
+  for (int64_t i0 = 0; i0 < queries_padded; i0 += AMX_ROWS) {
+    for (int64_t j0 = 0; j0 < keys_padded; j0 += 64) { /* scores: 64 keys a pass (32 in the last) */
+      int two = keys_padded - j0 < 64;
+      zero_tiles(two);
+      AMX_PRODUCT(s.qp + i0 * pairs, 16, pairs * 4, s.kp + j0, 16 * keys_padded, keys_padded * 4, pairs / 16, two);
+      store_tiles(s.scores + j0, keys_padded * 4, two);
+    }
+    float inverse[AMX_ROWS];
+    int64_t rows = queries - i0 < AMX_ROWS ? queries - i0 : AMX_ROWS;
+    for (int64_t r = 0; r < AMX_ROWS; r++)
+      inverse[r] = softmax_row(s.scores + r * keys_padded, mask && r < rows ? mask + (i0 + r) * mask_stride : NULL,
+                               r < rows ? keys : 0, keys_padded, s.pp + r * key_pairs);
+    for (int64_t d0 = 0; d0 < dim; d0 += 64) { /* output: 64 head features a pass (32 in the last) */
+      int two = dim - d0 < 64, width = two ? 32 : 64;
+      zero_tiles(two);
+      AMX_PRODUCT(s.pp, 16, key_pairs * 4, s.vp + d0, 16 * dim, dim * 4, key_pairs / 16, two);
+      store_tiles(s.out, 64 * 4, two);
+      for (int64_t r = 0; r < rows; r++)
+        for (int c = 0; c < width; c += 16)
+          _mm512_storeu_ps(out + (i0 + r) * out_stride + d0 + c,
+                           _mm512_mul_ps(_mm512_loadu_ps(s.out + r * 64 + c), _mm512_set1_ps(inverse[r])));
+    }
+  }
+}
+#else
+#define attend_amx attend /* never chosen: amx_ready() is 0 */
+#endif
 #endif
 
 /* out (batch, queries, heads, dim) = attention of q (batch, heads, queries, dim) over k and v (batch,
@@ -187,16 +313,20 @@ int bf16_attention(const float *q, const float *k, const float *v, const uint8_t
                    int64_t queries, int64_t keys, int64_t dim, const int64_t *q_strides, const int64_t *k_strides,
                    const int64_t *v_strides, const int64_t *mask_strides, float scale, float *out, int64_t threads) {
 #if BF16_ATTENTION
-  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + ROWS - 1) / ROWS * ROWS;
-  int failed = 0;
+  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + AMX_ROWS - 1) / AMX_ROWS * AMX_ROWS;
+  int failed = 0, amx = amx_ready(); /* asked here, before the threads start */
 #pragma omp parallel num_threads(threads) reduction(| : failed) if (threads > 1)
   {
-    scratch s = {/* kp, vp, qp (bf16 pairs), pp (ROWS rows of bf16 pairs), scores (ROWS rows of fp32) */
+    scratch s = {/* kp, vp, qp (bf16 pairs), pp (AMX_ROWS >= ROWS rows of bf16 pairs), scores (as many rows
+                    of fp32), out (AMX_ROWS x 64 fp32) */
                  aligned_alloc(64, (size_t)(dim * keys_padded * 2)), aligned_alloc(64, (size_t)(keys_padded * dim * 2)),
                  aligned_alloc(64, (size_t)(queries_padded * dim * 2)),
-                 aligned_alloc(64, (size_t)(ROWS * keys_padded * 2)),
-                 aligned_alloc(64, (size_t)(ROWS * keys_padded * 4))};
-    int ready = s.kp && s.vp && s.qp && s.pp && s.scores;
+                 aligned_alloc(64, (size_t)(AMX_ROWS * keys_padded * 2)),
+                 aligned_alloc(64, (size_t)(AMX_ROWS * keys_padded * 4)), aligned_alloc(64, AMX_ROWS * 64 * 4)};
+    int ready = s.kp && s.vp && s.qp && s.pp && s.scores && s.out;
+#if AMX_ATTENTION
+    if (amx) configure_tiles(); /* per thread: the tile configuration is a thread's state */
+#endif
 #pragma omp for schedule(static) /* met by every thread, ready or not: none waits at its barrier forever */
     for (int64_t pair = 0; pair < batch * heads; pair++) {
       int64_t b = pair / heads, h = pair % heads;
@@ -204,12 +334,16 @@ int bf16_attention(const float *q, const float *k, const float *v, const uint8_t
         failed = 1;
         continue;
       }
-      attend(q + b * q_strides[0] + h * q_strides[1], k + b * k_strides[0] + h * k_strides[1],
-             v + b * v_strides[0] + h * v_strides[1],
-             mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL, queries, keys, dim, q_strides[2],
-             k_strides[2], v_strides[2], mask ? mask_strides[2] : 0, scale, out + (b * queries * heads + h) * dim,
-             heads * dim, s);
+      (amx ? attend_amx : attend)(
+          q + b * q_strides[0] + h * q_strides[1], k + b * k_strides[0] + h * k_strides[1],
+          v + b * v_strides[0] + h * v_strides[1], mask ? mask + b * mask_strides[0] + h * mask_strides[1] : NULL,
+          queries, keys, dim, q_strides[2], k_strides[2], v_strides[2], mask ? mask_strides[2] : 0, scale,
+          out + (b * queries * heads + h) * dim, heads * dim, s);
     }
+#if AMX_ATTENTION
+    if (amx) _tile_release();
+#endif
+    free(s.out);
     free(s.kp);
     free(s.vp);
     free(s.qp);

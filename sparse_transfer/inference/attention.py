@@ -135,7 +135,7 @@ def plan_attention(model: nn.Module, token_counts: list[int], seq_length: int, r
         times = {str(tokens): time_attention(shape["heads"], shape["head_size"], tokens, seq_length, repeats)
                  for tokens in token_counts}
     return {"kernels": {tokens: min(ms, key=ms.get) for tokens, ms in times.items()}, "reason": "calibrated",
-            "shape": shape, "times_ms": times}
+            "shape": shape, "times_ms": times, "bf16_path": load_native().attention_path}  # amx-bf16, avx512-bf16
 
 
 def _bf16_unsupported(model: nn.Module, shape: dict | None) -> str | None:

@@ -198,6 +198,8 @@ def machine_description() -> dict:
         "cpu_family_model": _cpu_field("cpu family") + "/" + _cpu_field("model"),  # one name, several generations
         "int8_dot_product": library.has_vnni if not isinstance(library, str) else None,  # AVX-512 VNNI
         "int8_kernel_path": library.int8_path if not isinstance(library, str) else None,  # avx512-vnni, avx2, portable
+        "amx_int8": "amx_int8" in _cpu_field("flags").split(),  # dense runtimes (oneDNN, OpenVINO) use AMX
+        "attention_kernel_path": library.attention_path if not isinstance(library, str) else None,  # amx-bf16, ...
         "cpu_count": os.cpu_count(),
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -315,7 +317,8 @@ def attention_line(plan: dict | None) -> str:
     per_size = ", ".join(f"{tokens} tokens {kernel}" + (
         f" ({times[tokens]['sdpa']:.2f} ms SDPA, {times[tokens]['bf16']:.2f} ms bf16)" if tokens in times else "")
         for tokens, kernel in plan["kernels"].items())
-    return f"Attention: {per_size}; {plan['reason']}."
+    path = f" (bf16 on {plan['bf16_path']})" if "bf16_path" in plan else ""
+    return f"Attention: {per_size}; {plan['reason']}{path}."
 
 
 def _positive_ints(text: str) -> tuple[int, ...]:

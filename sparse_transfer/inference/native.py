@@ -1,6 +1,6 @@
 """The toolkit's C kernels (`tiled_csr`: FP32 CSR; `sparse_int8`: INT8 1x4-block CSR with AVX-512
 VNNI or AVX2 where the CPU has them; `bf16_attention`: attention with bfloat16 dot products where
-the CPU has them): compiled on first use with the machine's C compiler, cached, called through
+the CPU has them, on AMX tiles where it has those too): compiled on first use with the machine's C compiler, cached, called through
 ctypes. Each call splits its work across threads in C (OpenMP, torch's thread count); the GIL is
 released during the call.
 
@@ -113,6 +113,8 @@ class NativeKernels:
         self.has_vnni = self.int8_path == "avx512-vnni"
         self.pair_limit = int(library.sparse_int8_pair_limit())  # what Int8BlockWeight.of must split for; 0: none
         self.has_bf16 = bool(library.bf16_attention_available())
+        library.bf16_attention_path.restype = ctypes.c_char_p
+        self.attention_path = library.bf16_attention_path().decode()  # "amx-bf16", "avx512-bf16" or "none"
         self.openmp = openmp
 
     def threads(self) -> int:

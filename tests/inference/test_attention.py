@@ -4,11 +4,13 @@ on strided views; as a transformers attention implementation it runs where it co
 (SDPA elsewhere), and INT8 exports calibrate it against SDPA, record the choice and load with it."""
 
 import json
+import platform
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_sparse_bert
+from helpers import build_native_library, tiny_sparse_bert
 
 from sparse_transfer.inference import attention
 from sparse_transfer.inference.calibration import torch_threads
@@ -18,6 +20,7 @@ from sparse_transfer.utils.errors import ConfigurationError
 UNAVAILABLE = attention.bf16_unavailable_reason()
 needs_bf16 = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"bf16 attention: {UNAVAILABLE}")
 needs_native = pytest.mark.skipif(isinstance(attention.load_native(), str), reason="no native kernels")
+HAS_AMX_BF16 = platform.machine() == "x86_64" and {"amx_tile", "amx_bf16"} <= set(Path("/proc/cpuinfo").read_text().split())
 
 
 def _qkv(batch, heads, queries, keys, dim, seed=0):
@@ -58,6 +61,24 @@ def test_the_kernel_is_its_bf16_reference_and_near_fp32_sdpa(shape):
     torch.testing.assert_close(out, _reference(q, k, v, mask, dim ** -0.5), rtol=0, atol=2e-3)
     fp32 = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
     assert (out - fp32).norm() / fp32.norm() < 0.02  # bf16 inputs: 8 significant bits
+
+
+@needs_bf16
+@pytest.mark.skipif(not HAS_AMX_BF16, reason="this CPU has no AMX bf16 tiles")
+def test_amx_tiles_and_avx512_bf16_dot_products_both_give_the_reference(tmp_path):
+    amx, avx512 = attention.load_native(), build_native_library(tmp_path, ["-mno-amx-tile"])
+    assert (amx.attention_path, avx512.attention_path) == ("amx-bf16", "avx512-bf16")
+    for batch, heads, queries, keys, dim in [(2, 3, 37, 37, 32), (3, 1, 128, 128, 96), (1, 2, 17, 45, 64)]:
+        q, k, v = _qkv(batch, heads, queries, keys, dim, seed=keys)
+        mask = torch.rand(batch, 1, queries, keys, generator=torch.Generator().manual_seed(1)) > 0.2
+        reference = _reference(q, k, v, mask, dim ** -0.5)
+        # The two sum the scores in other orders, so a probability near a bf16 rounding boundary may round
+        # the other way: one bf16 step of one probability (2^-8 of it) times a value, at most, per element.
+        one_step = 2 ** -8 * float(v.abs().max())
+        for library in (amx, avx512):
+            out = library.bf16_attention(q, k, v, mask, dim ** -0.5)
+            torch.testing.assert_close(out, reference, rtol=0, atol=one_step)
+            assert (out - reference).norm() / reference.norm() < 1e-3
 
 
 @needs_bf16
@@ -136,7 +157,9 @@ def test_an_int8_export_calibrates_attention_and_loads_with_its_choice(sparse_di
     assert plan["shape"] == {"heads": 2, "head_size": 32}
     for tokens, ms in plan["times_ms"].items():
         assert set(ms) == {"sdpa", "bf16"} and plan["kernels"][tokens] == min(ms, key=ms.get)
+    assert plan["bf16_path"] == attention.load_native().attention_path  # amx-bf16 or avx512-bf16
     assert "Attention: 16 tokens" in (out / "sparse_inference.md").read_text()
+    assert f"calibrated (bf16 on {plan['bf16_path']})." in (out / "sparse_inference.md").read_text()
     forced = tmp_path / "bf16"
     export_for_inference(str(sparse_dir), str(forced), batch_sizes=(2,), seq_length=16, force_kernel="sparse_int8",
                          quantize="int8", attention="bf16")

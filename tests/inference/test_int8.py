@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_sparse_bert
+from helpers import build_native_library, tiny_sparse_bert
 from torch import nn
 
 from sparse_transfer.inference.calibration import torch_threads
@@ -287,19 +287,6 @@ def test_a_sentence_transformers_model_runs_on_the_int8_export(tmp_path):
     assert torch.nn.functional.cosine_similarity(actual, expected).min() > 0.99
 
 
-def _build_library(directory, flags):
-    """The kernels compiled with `flags` added (instruction sets switched off), loaded."""
-    import shutil
-    import subprocess
-
-    from sparse_transfer.inference.native import FLAGS, OPENMP, SOURCES, NativeKernels
-
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    library = directory / "kernels.so"
-    subprocess.run([compiler, *FLAGS, *OPENMP, *flags, *map(str, SOURCES), "-o", str(library)], check=True)
-    return NativeKernels(library, openmp=True)
-
-
 ON_X86 = pytest.mark.skipif(platform.machine() != "x86_64", reason="the flags that switch VNNI / AVX-512 off are x86's")
 # what the AVX2 path needs (vector_math.h: AVX2 and FMA), as whole words of the CPU's flags
 HAS_AVX2 = platform.machine() == "x86_64" and {"avx2", "fma"} <= set(Path("/proc/cpuinfo").read_text().split())
@@ -309,7 +296,7 @@ HAS_AVX2 = platform.machine() == "x86_64" and {"avx2", "fma"} <= set(Path("/proc
 @ON_X86
 @pytest.mark.parametrize("disabled", [["-mno-avx512vnni"], ["-mno-avx512f"], ["-mno-avx2"]])  # AVX2 on AVX2 CPUs;
 def test_the_other_paths_give_the_same_integers(tmp_path, disabled):  # -mno-avx2: the portable loop
-    other = _build_library(tmp_path, disabled)
+    other = build_native_library(tmp_path, disabled)
     assert other.int8_path == ("portable" if disabled == ["-mno-avx2"] else "avx2" if HAS_AVX2 else "portable")
     weight, bias, x = _weight(in_features=70), torch.randn(40), torch.randn(130, 70) * 2
     packed = Int8BlockWeight.of(weight, pair_limit=max(other.pair_limit, NATIVE.pair_limit))  # valid for both
@@ -328,7 +315,7 @@ def test_the_other_paths_give_the_same_integers(tmp_path, disabled):  # -mno-avx
 @ON_X86
 @pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2")
 def test_the_avx2_path_is_exact_where_int16_pair_sums_would_saturate(tmp_path):
-    avx2 = _build_library(tmp_path, ["-mno-avx512f"])
+    avx2 = build_native_library(tmp_path, ["-mno-avx512f"])
     assert avx2.int8_path == "avx2" and avx2.pair_limit == 128
     weight = torch.full((10, 64), 1.0)
     weight[1:8:2] *= -1  # rows of +127 and of -127: a pair can sum to 255 * 254 without the split
