@@ -302,12 +302,14 @@ INFERENCE_WORK = Path("/tmp/inference_peers")  # their models, ONNX files and ex
 
 
 def kernel_path() -> str:
-    """Which instructions this machine's INT8 kernel runs on ("avx512-vnni", "avx2", "portable"): the
-    inference records of each are kept apart (results/inference/<kind>/<kernel path>/)."""
-    from sparse_transfer.inference.native import load_native
+    """Which INT8 instructions this machine has: the toolkit's kernel path ("avx512-vnni", "avx2",
+    "portable"), with "-amx" added where the CPU has AMX, which the dense runtimes use and the toolkit's kernel
+    does not. The inference records of each are kept apart (results/inference/<kind>/<kernel path>/)."""
+    from sparse_transfer.inference.export import machine_description
 
-    library = load_native()
-    return "no-native-kernels" if isinstance(library, str) else library.int8_path
+    machine = machine_description()
+    path = machine["int8_kernel_path"] or "no-native-kernels"
+    return path + "-amx" if machine["amx_int8"] else path
 
 
 def export_dir(work: Path, engine: str, model: str, threads: int) -> Path:
@@ -327,18 +329,24 @@ def export_onnx_and_int8(model, fp32_path: Path, int8_path: Path, input_names: l
     `quantize_dynamic` (INT8 weights), as a user of the dense model would make them; once."""
     if int8_path.exists():
         return
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    export_onnx(model, fp32_path, input_names)
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+
+
+def export_onnx(model, path: Path, input_names: list[str]) -> None:
+    """`model` in ONNX, batch and length dynamic."""
+    import torch
 
     ids = torch.randint(1000, 20000, (2, 16))
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     axes = {name: {0: "batch", 1: "length"} for name in input_names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, tuple(example[name] for name in input_names), str(fp32_path), dynamo=False,
+        torch.onnx.export(model, tuple(example[name] for name in input_names), str(path), dynamo=False,
                           opset_version=17, input_names=input_names, output_names=["logits"],
                           dynamic_axes={**axes, "logits": {0: "batch"}})
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
 
 
 def ort_session(path: Path, threads: int):

@@ -4,9 +4,9 @@ A BERT-base-shaped classifier (12 x 768, random init, seed 0; or MiniLM-L6's sha
 it dense, run by torch FP32, torch dynamic INT8 (`quantize_dynamic`, the API users find first), torchao INT8
 (`Int8DynamicActivationInt8WeightConfig`, eager), ONNX Runtime FP32 and INT8 (`quantize_dynamic`), OpenVINO
 with its default precision hint and OpenVINO INT8 (`nncf.quantize`, calibrated on the benchmark's own random
-batches); and the same model pruned one-shot to the target
-sparsity (unstructured, and in 1x4 blocks) exported by the toolkit: FP32 (`sparse-transfer export`)
-and INT8 (`--quantize int8`). Sequence length 128, batch 1 and 32; every engine on the same token ids,
+batches); and the same model pruned one-shot to the target sparsity (unstructured, and in 1x4 blocks), as
+OpenVINO INT8 with its sparse weights decompression (which packs the zeros out of INT8 weights on CPUs with
+AMX) and exported by the toolkit: FP32 (`sparse-transfer export`) and INT8 (`--quantize int8`). Sequence length 128, batch 1 and 32; every engine on the same token ids,
 medians of interleaved repeats after a warm-up, one process per thread count (`run` starts them).
 
     python benchmarks/inference_peers.py run [--threads 1 2] [--sparsity 0.9] [--shape bert-base|minilm] [--repeats 5]
@@ -31,6 +31,7 @@ from common import (
     ROOT,
     dense_model,
     export_dir,
+    export_onnx,
     export_onnx_and_int8,
     kernel_path,
     measure_in_own_process,
@@ -41,7 +42,10 @@ from common import (
 RECORDS = ROOT / "benchmarks" / "results" / "inference" / "peers"
 TABLES = ROOT / "benchmarks" / "results" / "inference" / "peers.md"
 SEQ_LENGTH, BATCH_SIZES = 128, (1, 32)
-PEERS = ["torch_fp32", "torch_int8", "torchao_int8", "ort_fp32", "ort_int8", "openvino_default", "openvino_int8"]
+PEERS = ["torch_fp32", "torch_int8", "torchao_int8", "ort_fp32", "ort_int8", "openvino_default", "openvino_int8",
+         "openvino_int8_sparse"]
+ON_SPARSE_MODEL = ["openvino_int8_sparse", "sparse_fp32", "sparse_int8", "sparse_int8_1x4"]  # others: the dense one
+SPARSE_WEIGHTS_DECOMPRESSION_RATE = 0.8  # OpenVINO packs an INT8 weight with at least this share of zeros
 SHAPES = {"bert-base": {}, "minilm": {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536}}
 OURS = ["sparse_fp32", "sparse_int8", "sparse_int8_1x4"]
 TOO_SLOW = 5.0  # an engine slower than this many times torch FP32 at batch 1 is not timed at larger batches
@@ -64,10 +68,13 @@ def build_models(work: Path, sparsity: float, shape: str) -> dict[str, Path]:
             prune_model(model, sparsity, block="1x4" if name == "sparse_1x4" else None)
         model.save_pretrained(path)
         AutoTokenizer.from_pretrained(dense_model()).save_pretrained(path)  # bert-base-uncased's vocabulary
-    onnx_fp32, onnx_int8 = work / "dense.onnx", work / "dense-int8.onnx"
+    onnx_fp32, onnx_int8, onnx_sparse = work / "dense.onnx", work / "dense-int8.onnx", work / f"sparse{sparsity}.onnx"
     export_onnx_and_int8(BertForSequenceClassification.from_pretrained(paths["dense"]).eval(), onnx_fp32, onnx_int8,
                          ["input_ids", "attention_mask"])
-    return {**paths, "onnx_fp32": onnx_fp32, "onnx_int8": onnx_int8}
+    if not onnx_sparse.exists():
+        export_onnx(BertForSequenceClassification.from_pretrained(paths["sparse"]).eval(), onnx_sparse,
+                    ["input_ids", "attention_mask"])
+    return {**paths, "onnx_fp32": onnx_fp32, "onnx_int8": onnx_int8, "onnx_sparse": onnx_sparse}
 
 
 def inputs_for(batch: int):
@@ -100,11 +107,14 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
     core = ov.Core()
     ov_model = core.read_model(str(paths["onnx_fp32"]))
     calibration = nncf.Dataset([feeds[batch] for batch in BATCH_SIZES])
-    ov_int8_model = nncf.quantize(ov_model, calibration, model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(BATCH_SIZES))
+    ov_int8_model, ov_int8_sparse_model = (
+        nncf.quantize(model, calibration, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(BATCH_SIZES))
+        for model in (ov_model, core.read_model(str(paths["onnx_sparse"]))))
     config = {"INFERENCE_NUM_THREADS": threads}
     compiled = {"openvino_default": core.compile_model(ov_model, "CPU", config),
-                "openvino_int8": core.compile_model(ov_int8_model, "CPU", config)}
+                "openvino_int8": core.compile_model(ov_int8_model, "CPU", config),
+                "openvino_int8_sparse": core.compile_model(ov_int8_sparse_model, "CPU", {
+                    **config, "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE": SPARSE_WEIGHTS_DECOMPRESSION_RATE})}
     precision = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
     exports = {}
@@ -127,6 +137,9 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
         "openvino_default": (lambda b: compiled["openvino_default"](feeds[b])[0],
                              f"OpenVINO, default precision hint ({precision}), dense"),
         "openvino_int8": (lambda b: compiled["openvino_int8"](feeds[b])[0], "OpenVINO INT8 (nncf.quantize), dense"),
+        "openvino_int8_sparse": (lambda b: compiled["openvino_int8_sparse"](feeds[b])[0],
+                                 "OpenVINO INT8 (nncf.quantize) of the unstructured sparse model, sparse weights "
+                                 f"decompression (rate {SPARSE_WEIGHTS_DECOMPRESSION_RATE})"),
     }
     for name, (model, report) in exports.items():
         label = {"sparse_fp32": "sparse-transfer export FP32", "sparse_int8": "sparse-transfer export INT8",
@@ -164,7 +177,7 @@ def measure(threads: int, sparsity: float, shape: str, repeats: int, calibration
             record["batches"][str(batch)] = {
                 "ms": ms, "speedup_over_torch_fp32": {name: ms["torch_fp32"] / value for name, value in ms.items()},
                 "max_abs_diff_vs_torch_fp32": {name: float(np.abs(value - reference).max())
-                                               for name, value in outputs.items() if not name.startswith("sparse")},
+                                               for name, value in outputs.items() if name not in ON_SPARSE_MODEL},
             }
             print(f"[threads {threads}] batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()),
                   flush=True)
@@ -246,7 +259,7 @@ def report() -> str:
             peers = {name: entry["ms"][name] for name in PEERS if name in entry["ms"]}
             fastest = min(peers, key=peers.get)
             ours = {name: peers[fastest] / entry["ms"][name] for name in OURS if name in entry["ms"]}
-            lines += ["", f"Batch {batch}: the fastest dense peer is {record['engines'][fastest].split(' (')[0]} "
+            lines += ["", f"Batch {batch}: the fastest peer is {record['engines'][fastest].split(' (')[0]} "
                       f"({peers[fastest]:.1f} ms); against it: " + ", ".join(f"{k} {v:.2f}x" for k, v in ours.items())]
         int8 = record["sparse_int8_vs_sparse_fp32"]["sparse_int8"]
         lines += ["", f"INT8 against FP32 sparse export (random ids, batch 32): max abs logit difference "
