@@ -176,12 +176,11 @@ typedef struct {
   float *scores, *out; /* out: AMX_ROWS x 64 fp32, the AMX output tiles before the division by the sums */
 } scratch;
 
-/* One (sequence, head): q, k, v and mask rows at their strides; out rows of `out_stride` floats. */
-static void attend(const float *q, const float *k, const float *v, const uint8_t *mask, int64_t queries, int64_t keys,
-                   int64_t dim, int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t mask_stride, float scale,
-                   float *out, int64_t out_stride, scratch s) {
-  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + ROWS - 1) / ROWS * ROWS;
-  int64_t pairs = dim / 2, key_pairs = keys_padded / 2;
+/* K and V packed for one (sequence, head), and Q times the scale as bf16 pairs, zero rows up to queries_padded. */
+static void pack_head(const float *q, const float *k, const float *v, int64_t queries, int64_t queries_padded,
+                      int64_t keys, int64_t keys_padded, int64_t dim, int64_t q_stride, int64_t k_stride,
+                      int64_t v_stride, float scale, scratch s) {
+  int64_t pairs = dim / 2;
   pack_keys(k, k_stride, keys, keys_padded, dim, s.kp);
   pack_values(v, v_stride, keys, keys_padded, dim, s.vp);
   __m512 scale16 = _mm512_set1_ps(scale);
@@ -189,6 +188,15 @@ static void attend(const float *q, const float *k, const float *v, const uint8_t
     for (int64_t p0 = 0; p0 < pairs; p0 += 16)
       _mm512_storeu_si512(s.qp + i * pairs + p0,
                           i < queries ? bf16_pairs(q + i * q_stride + 2 * p0, scale16) : _mm512_setzero_si512());
+}
+
+/* One (sequence, head): q, k, v and mask rows at their strides; out rows of `out_stride` floats. */
+static void attend(const float *q, const float *k, const float *v, const uint8_t *mask, int64_t queries, int64_t keys,
+                   int64_t dim, int64_t q_stride, int64_t k_stride, int64_t v_stride, int64_t mask_stride, float scale,
+                   float *out, int64_t out_stride, scratch s) {
+  int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + ROWS - 1) / ROWS * ROWS;
+  int64_t pairs = dim / 2, key_pairs = keys_padded / 2;
+  pack_head(q, k, v, queries, queries_padded, keys, keys_padded, dim, q_stride, k_stride, v_stride, scale, s);
   for (int64_t i0 = 0; i0 < queries_padded; i0 += ROWS) {
     const int32_t *qp = s.qp + i0 * pairs;
     int64_t j0 = 0;
@@ -268,13 +276,7 @@ static void attend_amx(const float *q, const float *k, const float *v, const uin
                        int64_t mask_stride, float scale, float *out, int64_t out_stride, scratch s) {
   int64_t keys_padded = (keys + 31) / 32 * 32, queries_padded = (queries + AMX_ROWS - 1) / AMX_ROWS * AMX_ROWS;
   int64_t pairs = dim / 2, key_pairs = keys_padded / 2;
-  pack_keys(k, k_stride, keys, keys_padded, dim, s.kp);
-  pack_values(v, v_stride, keys, keys_padded, dim, s.vp);
-  __m512 scale16 = _mm512_set1_ps(scale);
-  for (int64_t i = 0; i < queries_padded; i++)
-    for (int64_t p0 = 0; p0 < pairs; p0 += 16)
-      _mm512_storeu_si512(s.qp + i * pairs + p0,
-                          i < queries ? bf16_pairs(q + i * q_stride + 2 * p0, scale16) : _mm512_setzero_si512());
+  pack_head(q, k, v, queries, queries_padded, keys, keys_padded, dim, q_stride, k_stride, v_stride, scale, s);
   for (int64_t i0 = 0; i0 < queries_padded; i0 += AMX_ROWS) {
     for (int64_t j0 = 0; j0 < keys_padded; j0 += 64) { /* scores: 64 keys a pass (32 in the last) */
       int two = keys_padded - j0 < 64;
