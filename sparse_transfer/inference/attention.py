@@ -96,13 +96,19 @@ def attention_shape(model: nn.Module) -> dict | None:
 
 def apply_attention_plan(model: nn.Module, plan: dict | None) -> None:
     """Switch the model to the planned attention kernels ({tokens: kernel}), in place. A plan that
-    chose bf16 on a CPU without it warns and runs SDPA (the same model, FP32 attention)."""
+    chose bf16 on a CPU without it warns and runs SDPA (the same model, FP32 attention); one timed
+    on other bf16 instructions (AMX tiles or AVX-512 BF16) warns that its speed was timed elsewhere."""
     if not plan or all(kernel == SDPA for kernel in plan["kernels"].values()):
         return
     reason = bf16_unavailable_reason()
     if reason:
         warnings.warn(f"the plan's bf16 attention is unavailable here ({reason}): attention runs SDPA", stacklevel=3)
         return
+    here = load_native().attention_path
+    if plan.get("bf16_path", here) != here:
+        warnings.warn(f"this plan timed bf16 attention on {plan['bf16_path']}; here it runs on {here} (the same "
+                      "rounding, sums in another order, another speed): export again here for a plan timed on "
+                      "this CPU", stacklevel=3)
     register()
     kernels = {int(tokens): kernel for tokens, kernel in plan["kernels"].items()}
     for module in model.modules():  # attention modules keep their config; the plan goes beside it

@@ -189,6 +189,21 @@ def test_an_int8_export_calibrates_attention_and_loads_with_its_choice(sparse_di
 
 
 @needs_bf16
+def test_a_plan_that_timed_attention_on_other_bf16_instructions_warns_and_runs_here(sparse_dir, tmp_path):
+    out = tmp_path / "int8"
+    export_for_inference(str(sparse_dir), str(out), batch_sizes=(2,), seq_length=16, repeats=1,
+                         force_kernel="sparse_int8", quantize="int8", attention="auto")
+    plan = json.loads((out / PLAN_FILE).read_text())
+    plan["attention"].update(kernels={"32": "bf16"}, bf16_path="other-bf16-path")
+    (out / PLAN_FILE).write_text(json.dumps(plan))
+    here = attention.load_native().attention_path
+    with pytest.warns(UserWarning, match=f"timed bf16 attention on other-bf16-path; here it runs on {here} .*export "
+                                         "again here"):
+        exported = load_for_inference(str(out))
+    assert exported.config._attn_implementation == attention.IMPLEMENTATION
+
+
+@needs_bf16
 def test_bf16_attention_in_an_fp32_export_is_checked_as_reduced_precision(sparse_dir, tmp_path):
     report = export_for_inference(str(sparse_dir), str(tmp_path / "fp32-bf16"), batch_sizes=(2,), seq_length=16,
                                   force_kernel="tiled_csr", attention="bf16")
