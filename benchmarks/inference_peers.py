@@ -6,8 +6,9 @@ it dense, run by torch FP32, torch dynamic INT8 (`quantize_dynamic`, the API use
 with its default precision hint and OpenVINO INT8 (`nncf.quantize`, calibrated on the benchmark's own random
 batches); and the same model pruned one-shot to the target sparsity (unstructured, and in 1x4 blocks), as
 OpenVINO INT8 with its sparse weights decompression (which packs the zeros out of INT8 weights on CPUs with
-AMX) and exported by the toolkit: FP32 (`sparse-transfer export`) and INT8 (`--quantize int8`). Sequence length 128, batch 1 and 32; every engine on the same token ids,
-medians of interleaved repeats after a warm-up, one process per thread count (`run` starts them).
+AMX) and exported by the toolkit: FP32 (`sparse-transfer export`) and INT8 (`--quantize int8`). Sequence
+length 128, batch 1 and 32; every engine on the same token ids, medians of interleaved repeats after a
+warm-up, one process per thread count (`run` starts them).
 
     python benchmarks/inference_peers.py run [--threads 1 2] [--sparsity 0.9] [--shape bert-base|minilm] [--repeats 5]
     python benchmarks/inference_peers.py report
@@ -44,10 +45,10 @@ TABLES = ROOT / "benchmarks" / "results" / "inference" / "peers.md"
 SEQ_LENGTH, BATCH_SIZES = 128, (1, 32)
 PEERS = ["torch_fp32", "torch_int8", "torchao_int8", "ort_fp32", "ort_int8", "openvino_default", "openvino_int8",
          "openvino_int8_sparse"]
-ON_SPARSE_MODEL = ["openvino_int8_sparse", "sparse_fp32", "sparse_int8", "sparse_int8_1x4"]  # others: the dense one
+OURS = ["sparse_fp32", "sparse_int8", "sparse_int8_1x4"]
+ON_SPARSE_MODEL = ["openvino_int8_sparse", *OURS]  # the other engines run the dense model
 SPARSE_WEIGHTS_DECOMPRESSION_RATE = 0.8  # OpenVINO packs an INT8 weight with at least this share of zeros
 SHAPES = {"bert-base": {}, "minilm": {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536}}
-OURS = ["sparse_fp32", "sparse_int8", "sparse_int8_1x4"]
 TOO_SLOW = 5.0  # an engine slower than this many times torch FP32 at batch 1 is not timed at larger batches
 
 
@@ -138,8 +139,8 @@ def engines(paths: dict[str, Path], threads: int, work: Path, calibration_repeat
                              f"OpenVINO, default precision hint ({precision}), dense"),
         "openvino_int8": (lambda b: compiled["openvino_int8"](feeds[b])[0], "OpenVINO INT8 (nncf.quantize), dense"),
         "openvino_int8_sparse": (lambda b: compiled["openvino_int8_sparse"](feeds[b])[0],
-                                 "OpenVINO INT8 (nncf.quantize) of the unstructured sparse model, sparse weights "
-                                 f"decompression (rate {SPARSE_WEIGHTS_DECOMPRESSION_RATE})"),
+                                 "OpenVINO INT8 of the unstructured sparse model (nncf.quantize, sparse weights "
+                                 f"decompression, rate {SPARSE_WEIGHTS_DECOMPRESSION_RATE})"),
     }
     for name, (model, report) in exports.items():
         label = {"sparse_fp32": "sparse-transfer export FP32", "sparse_int8": "sparse-transfer export INT8",
