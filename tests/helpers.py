@@ -131,3 +131,11 @@ def build_native_library(directory, flags):
     library = Path(directory) / "kernels.so"
     subprocess.run([compiler, *FLAGS, *OPENMP, *flags, *map(str, SOURCES), "-o", str(library)], check=True)
     return NativeKernels(library, openmp=True)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's flags as whole words (empty off Linux)."""
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()

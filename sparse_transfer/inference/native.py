@@ -1,8 +1,8 @@
 """The toolkit's C kernels (`tiled_csr`: FP32 CSR; `sparse_int8`: INT8 1x4-block CSR with AVX-512
 VNNI or AVX2 where the CPU has them; `bf16_attention`: attention with bfloat16 dot products where
-the CPU has them, on AMX tiles where it has those too): compiled on first use with the machine's C compiler, cached, called through
-ctypes. Each call splits its work across threads in C (OpenMP, torch's thread count); the GIL is
-released during the call.
+the CPU has them, on AMX tiles where it has those too): compiled on first use with the machine's C
+compiler, cached, called through ctypes. Each call splits its work across threads in C (OpenMP,
+torch's thread count); the GIL is released during the call.
 
 The library is built with `-march=native` (the vector width and integer dot-product instructions of
 this CPU), so the cache key holds the CPU's identity as well as the sources and the flags; a machine

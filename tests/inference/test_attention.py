@@ -5,12 +5,11 @@ on strided views; as a transformers attention implementation it runs where it co
 
 import json
 import platform
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import build_native_library, tiny_sparse_bert
+from helpers import build_native_library, cpu_flags, tiny_sparse_bert
 
 from sparse_transfer.inference import attention
 from sparse_transfer.inference.calibration import torch_threads
@@ -20,7 +19,7 @@ from sparse_transfer.utils.errors import ConfigurationError
 UNAVAILABLE = attention.bf16_unavailable_reason()
 needs_bf16 = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"bf16 attention: {UNAVAILABLE}")
 needs_native = pytest.mark.skipif(isinstance(attention.load_native(), str), reason="no native kernels")
-HAS_AMX_BF16 = platform.machine() == "x86_64" and {"amx_tile", "amx_bf16"} <= set(Path("/proc/cpuinfo").read_text().split())
+HAS_AMX_BF16 = platform.machine() == "x86_64" and {"amx_tile", "amx_bf16"} <= cpu_flags()
 
 
 def _qkv(batch, heads, queries, keys, dim, seed=0):

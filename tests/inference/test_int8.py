@@ -6,11 +6,10 @@ the quantization error of FP32; an INT8 export records how far its outputs move 
 import json
 import platform
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import build_native_library, tiny_sparse_bert
+from helpers import build_native_library, cpu_flags, tiny_sparse_bert
 from torch import nn
 
 from sparse_transfer.inference.calibration import torch_threads
@@ -289,7 +288,7 @@ def test_a_sentence_transformers_model_runs_on_the_int8_export(tmp_path):
 
 ON_X86 = pytest.mark.skipif(platform.machine() != "x86_64", reason="the flags that switch VNNI / AVX-512 off are x86's")
 # what the AVX2 path needs (vector_math.h: AVX2 and FMA), as whole words of the CPU's flags
-HAS_AVX2 = platform.machine() == "x86_64" and {"avx2", "fma"} <= set(Path("/proc/cpuinfo").read_text().split())
+HAS_AVX2 = platform.machine() == "x86_64" and {"avx2", "fma"} <= cpu_flags()
 
 
 @needs_native
